@@ -1,0 +1,49 @@
+# torchbook: `make book` builds the executed book, `make test` runs every check.
+# Both do their own set-up (the .venv) and need no network.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.torchbook-installed
+
+.PHONY: help .venv data test unit notebooks book book-fast student bench booktime clean
+
+help:
+	@echo "make book   build the executed book into _build/html (full data when available)"
+	@echo "make test   run unit tests, notebooks (nbval, fast mode), book and browser checks"
+	@echo "make bench  race the book's training recipe against the source tutorial's"
+	@echo "make data   prepare data/cifar10 and data/cifar2 (CIFAR10_SOURCE or download)"
+
+# The virtual environment, rebuilt when requirements.txt or pyproject.toml change.
+.venv: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	$(PY) -c "import torch, torchvision, torchbook, jupyter_book, nbval" || (echo "ERROR: the .venv install failed; see the pip output above" >&2; exit 1)
+	touch $@
+
+# Full data: data/cifar10 and data/cifar2 from $$CIFAR10_SOURCE or the official download.
+data: .venv
+	$(PY) data_scripts/prepare_data.py
+
+# Everything `make test` runs, in fast mode on the committed sample.
+test: .venv
+	BOOK_FAST=1 $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+book: .venv
+	$(PY) tools/build_book.py
+
+book-fast: .venv
+	BOOK_FAST=1 $(PY) tools/build_book.py
+
+student: .venv
+	$(PY) tools/make_student.py
+
+bench: .venv
+	$(PY) benchmarks/cifar2_race.py
+
+booktime: .venv
+	$(PY) benchmarks/book_time.py
+
+clean:
+	rm -rf _build .pytest_cache
