@@ -25,8 +25,8 @@ def by_mode(full: T, fast: T) -> T:
 
 
 def _looks_like_repo(path: Path) -> bool:
-    """Return True if `path` is a torchbook checkout (it has the book config and the sample)."""
-    return (path / "_config.yml").is_file() and (path / "data" / "sample").is_dir()
+    """Return True if `path` is a torchbook checkout (it has pyproject.toml and the data sample)."""
+    return (path / "pyproject.toml").is_file() and (path / "data" / "sample").is_dir()
 
 
 def repo_root() -> Path | None:
