@@ -1,0 +1,123 @@
+"""The book's seed CNN for cifar2, built three ways (chapter 2), and helpers to inspect models.
+
+- `Net`: an `nn.Module` subclass, the seed network of the source tutorial (54,273 parameters).
+  It returns logits (one by default, for `BCEWithLogitsLoss`; `num_outputs=2` for
+  `CrossEntropyLoss`), never probabilities.
+- `SigmoidNet`: `Net` followed by a sigmoid, the source tutorial's original recipe (pair it with
+  `BCELoss`). Same parameters and `state_dict` keys as `Net`; only the race benchmark uses it.
+- `sequential_net()`: the same layers as a named `nn.Sequential`.
+- `ContainerNet`: the same computation organised in `nn.ModuleList`, `nn.ModuleDict` and
+  `nn.Sequential` blocks.
+
+`copy_weights(src, dst)` copies weights between any two of them, so they compute the same function.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """The seed CNN: two convolutions, global max-pooling and a small classifier."""
+
+    def __init__(self, num_outputs: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels=3, out_channels=32, kernel_size=3)
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.conv2 = nn.Conv2d(in_channels=32, out_channels=64, kernel_size=5)
+        self.dropout = nn.Dropout2d(p=0.1)
+        self.adaptive_pool = nn.AdaptiveMaxPool2d((1, 1))
+        self.flatten = nn.Flatten()
+        self.linear1 = nn.Linear(64, 32)
+        self.relu = nn.ReLU()
+        self.linear2 = nn.Linear(32, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.pool(x)
+        x = self.conv2(x)
+        x = self.pool(x)
+        x = self.dropout(x)
+        x = self.adaptive_pool(x)
+        x = self.flatten(x)
+        x = self.linear1(x)
+        x = self.relu(x)
+        return self.linear2(x)
+
+
+class SigmoidNet(Net):
+    """The source tutorial's original model: Net with a sigmoid on top (use with nn.BCELoss)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(super().forward(x))
+
+
+def sequential_net(num_outputs: int = 1) -> nn.Sequential:
+    """The seed CNN as an nn.Sequential whose layers have names."""
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(3, 32, kernel_size=3)),
+        ("pool1", nn.MaxPool2d(kernel_size=2, stride=2)),
+        ("conv2", nn.Conv2d(32, 64, kernel_size=5)),
+        ("pool2", nn.MaxPool2d(kernel_size=2, stride=2)),
+        ("dropout", nn.Dropout2d(p=0.1)),
+        ("adaptive_pool", nn.AdaptiveMaxPool2d((1, 1))),
+        ("flatten", nn.Flatten()),
+        ("linear1", nn.Linear(64, 32)),
+        ("relu", nn.ReLU()),
+        ("linear2", nn.Linear(32, num_outputs)),
+    ]))
+
+
+class ContainerNet(nn.Module):
+    """The seed CNN in blocks: a ModuleList of conv blocks and a ModuleDict of named stages."""
+
+    def __init__(self, num_outputs: int = 1):
+        super().__init__()
+        self.blocks = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, 32, kernel_size=3), nn.MaxPool2d(2)),
+            nn.Sequential(nn.Conv2d(32, 64, kernel_size=5), nn.MaxPool2d(2)),
+        ])
+        self.stages = nn.ModuleDict({
+            "pool": nn.Sequential(nn.Dropout2d(p=0.1), nn.AdaptiveMaxPool2d((1, 1)), nn.Flatten()),
+            "classifier": nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_outputs)),
+        })
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        x = self.stages["pool"](x)
+        return self.stages["classifier"](x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of parameters (numbers the optimiser can change) in the model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """Copy src's parameters and buffers into dst, matched by position, not by name; return dst."""
+    src_state, dst_state = src.state_dict(), dst.state_dict()
+    if len(src_state) != len(dst_state):
+        raise ValueError(f"src has {len(src_state)} tensors in its state_dict, dst has {len(dst_state)}")
+    dst.load_state_dict(OrderedDict(zip(dst_state.keys(), src_state.values())))
+    return dst
+
+
+def layer_output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Run x through the model; return (name, layer type, output shape) for each call of a leaf layer."""
+    names = {module: name for name, module in model.named_modules() if not list(module.children())}
+    shapes = []
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        shapes.append((names[module], type(module).__name__, tuple(output.shape)))
+
+    handles = [module.register_forward_hook(record) for module in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
