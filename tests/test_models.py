@@ -1,0 +1,143 @@
+"""Tests for torchbook.models: the seed CNN three ways, weight copying and shape walks."""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from torch import nn
+
+from torchbook import models
+from torchbook.models import (ContainerNet, Net, SigmoidNet, copy_weights, count_parameters,
+                              layer_output_shapes, sequential_net)
+
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "02_models_three_ways.ipynb"
+BUILDERS = [Net, sequential_net, ContainerNet]
+
+
+@pytest.mark.parametrize("build", BUILDERS + [SigmoidNet])
+def test_every_style_has_the_seed_parameter_count(build) -> None:
+    """All styles hold exactly the seed's 54,273 parameters."""
+    assert count_parameters(build()) == 54_273
+
+
+def test_count_parameters_counts_every_number() -> None:
+    """count_parameters adds weights and biases: Linear(3, 2) has 3*2 + 2 numbers."""
+    assert count_parameters(nn.Linear(3, 2)) == 8
+    assert count_parameters(nn.ReLU()) == 0
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_one_logit_per_image(build, batch: int) -> None:
+    """Each style maps (N, 3, 32, 32) images to (N, 1) logits."""
+    assert build().eval()(torch.randn(batch, 3, 32, 32)).shape == (batch, 1)
+
+
+@pytest.mark.parametrize("build", BUILDERS)
+def test_two_logit_head(build) -> None:
+    """num_outputs=2 gives two logits per image and 33 more parameters (32 weights + 1 bias)."""
+    model = build(num_outputs=2)
+    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 2)
+    assert count_parameters(model) == 54_273 + 33
+
+
+def test_adaptive_pooling_accepts_larger_images() -> None:
+    """AdaptiveMaxPool2d makes Net independent of the image size: 64x64 images work too."""
+    assert Net().eval()(torch.randn(2, 3, 64, 64)).shape == (2, 1)
+
+
+def test_three_styles_compute_the_same_function_after_copy_weights() -> None:
+    """With Net's weights copied in, the Sequential and container styles give identical outputs."""
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = torch.randn(5, 3, 32, 32)
+    for build in (sequential_net, ContainerNet):
+        other = build().eval()
+        assert not torch.allclose(net(x), other(x))
+        copy_weights(net, other)
+        assert torch.equal(net(x), other(x))
+
+
+def test_copy_weights_refuses_mismatched_models() -> None:
+    """Models with different tensors cannot exchange weights."""
+    with pytest.raises(ValueError):
+        copy_weights(Net(), nn.Linear(64, 32))
+    with pytest.raises(RuntimeError):
+        copy_weights(Net(num_outputs=2), sequential_net())
+
+
+def test_sigmoid_net_is_net_with_a_sigmoid() -> None:
+    """SigmoidNet shares Net's state_dict keys and returns sigmoid(Net's logit)."""
+    net, seed = Net().eval(), SigmoidNet().eval()
+    assert list(net.state_dict()) == list(seed.state_dict())
+    seed.load_state_dict(net.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(seed(x), torch.sigmoid(net(x)))
+
+
+def test_container_net_really_uses_its_module_dict() -> None:
+    """forward looks up the ModuleDict by key: without the 'classifier' stage it fails."""
+    model = ContainerNet()
+    del model.stages["classifier"]
+    with pytest.raises(KeyError):
+        model(torch.randn(1, 3, 32, 32))
+
+
+def test_container_net_really_uses_its_module_list() -> None:
+    """Replacing a block of the ModuleList changes the output of forward."""
+    model = ContainerNet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    before = model(x)
+    model.blocks[1] = nn.Sequential(nn.Conv2d(32, 64, kernel_size=5), nn.MaxPool2d(2))
+    assert not torch.allclose(before, model(x))
+    assert isinstance(model.blocks, nn.ModuleList) and isinstance(model.stages, nn.ModuleDict)
+
+
+def test_layer_output_shapes_walks_every_layer_call() -> None:
+    """The shape walk lists each leaf call in order, the reused pool twice, and removes its hooks."""
+    net = Net()
+    shapes = layer_output_shapes(net, torch.randn(2, 3, 32, 32))
+    assert [name for name, _, _ in shapes] == ["conv1", "pool", "conv2", "pool", "dropout", "adaptive_pool",
+                                               "flatten", "linear1", "relu", "linear2"]
+    assert shapes[0] == ("conv1", "Conv2d", (2, 32, 30, 30))
+    assert shapes[3] == ("pool", "MaxPool2d", (2, 64, 5, 5))
+    assert shapes[-1] == ("linear2", "Linear", (2, 1))
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_layer_output_shapes_names_nested_layers() -> None:
+    """Nested containers give dotted names."""
+    shapes = layer_output_shapes(ContainerNet(), torch.randn(1, 3, 32, 32))
+    assert shapes[0] == ("blocks.0.0", "Conv2d", (1, 32, 30, 30))
+    assert shapes[-1] == ("stages.classifier.2", "Linear", (1, 1))
+
+
+def _definitions_in_notebook(path: Path) -> dict[str, str]:
+    """Map each top-level def/class name in the notebook's code cells to its source."""
+    found = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                found[node.name] = ast.get_source_segment(cell.source, node, padded=True)
+    return found
+
+
+@pytest.mark.parametrize("name", ["Net", "sequential_net", "ContainerNet", "count_parameters",
+                                  "copy_weights", "layer_output_shapes"])
+def test_chapter_teaches_the_package_code(name: str) -> None:
+    """The code chapter 2 teaches inline is the code torchbook.models ships."""
+    taught = _definitions_in_notebook(CHAPTER)
+    assert name in taught, f"chapter 2 does not define {name}"
+    package = inspect.getsource(getattr(models, name))
+    assert textwrap.dedent(taught[name]).strip() == package.strip()
