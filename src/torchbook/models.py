@@ -100,13 +100,13 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> nn.Module:
     """Copy src's parameters and buffers into dst, matched by position, not by name; return dst."""
     src_state, dst_state = src.state_dict(), dst.state_dict()
     if len(src_state) != len(dst_state):
-        raise ValueError(f"src has {len(src_state)} tensors in its state_dict, dst has {len(dst_state)}")
+        raise ValueError(f"src has {len(src_state)} tensors, dst has {len(dst_state)}")
     dst.load_state_dict(OrderedDict(zip(dst_state.keys(), src_state.values())))
     return dst
 
 
-def layer_output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
-    """Run x through the model; return (name, layer type, output shape) for each call of a leaf layer."""
+def layer_output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple]]:
+    """Run x through the model; list (name, type, output shape) for every call of a leaf layer."""
     names = {module: name for name, module in model.named_modules() if not list(module.children())}
     shapes = []
 
