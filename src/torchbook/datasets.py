@@ -4,7 +4,7 @@
 - `CsvImageDataset`: images listed in a CSV manifest (`path,label`), read with pandas.
 - `image_folder_manifest`: the (path, label) table of an ImageFolder tree, for such a manifest.
 - `WindowDataset`: sliding windows over a time series (8 days in, the next day out).
-- `load_image_folder_as_tensors`: decode an ImageFolder tree once into a uint8 tensor.
+- `decode_rgb`, `load_image_folder_as_tensors`: decode an ImageFolder tree once into a uint8 tensor.
 - `TensorImageDataset`: a Dataset over those in-memory tensors, with per-image transforms.
 - `TensorBatches`: shuffled batches straight from the tensors, with a batch transform.
 - `random_flip_crop`: random horizontal flip + padded random crop of a whole batch at once.
@@ -16,13 +16,13 @@ import math
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image
 
 # Per-channel mean and std of the full cifar2 training set (10,000 images, pixels scaled to [0, 1]),
 # computed with `channel_mean_std` in chapter 1. ImageNet's are (0.485, 0.456, 0.406) and
@@ -89,11 +89,17 @@ class WindowDataset(Dataset):
         return inputs, target
 
 
+def decode_rgb(path: str | Path) -> torch.Tensor:
+    """Decode an image file into a uint8 tensor of shape (3, H, W)."""
+    with Image.open(path) as image:
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+
+
 def load_image_folder_as_tensors(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode every image of an ImageFolder tree once: uint8 images (N, 3, H, W), labels, classes."""
     classes, class_to_idx = find_classes(folder)
     samples = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS)
-    images = torch.stack([decode_image(str(path), mode=ImageReadMode.RGB) for path, _ in samples])
+    images = torch.stack([decode_rgb(path) for path, _ in samples])
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
     return images, labels, classes
 
