@@ -1,0 +1,268 @@
+"""Build the executed book: prepare the data, write the build-info pages, run Jupyter Book strictly.
+
+Usage:
+    python tools/build_book.py                      # full data if it can be prepared, else fast mode
+    BOOK_FAST=1 python tools/build_book.py          # fast mode (committed sample) on purpose
+    python tools/build_book.py --fast --out _build/fast
+
+Every chapter is executed (`execute_notebooks: force`); the build runs with `-W -n --keep-going`,
+so any Sphinx warning, unresolved cross-reference or failing cell fails it. Before building it
+writes `book/_generated/` (git-ignored): the data and versions the book was built with, and the
+chapter map, which the front page and the instructors' page include.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+GENERATED = ROOT / "book" / "_generated"
+BOOK_TIME_JSON = ROOT / "benchmarks" / "results" / "book_time.json"
+
+# The book's plan: chapter number -> (part, working title, chapters it builds on).
+# Titles of chapters that exist are read from the notebook; the others are working titles.
+PARTS = ("Getting started", "Foundations", "Understanding a trained model", "Beyond cifar2")
+PLAN: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "00": (PARTS[0], "Setting up", ()),
+    "01": (PARTS[1], "Data pipelines", ("00",)),
+    "02": (PARTS[1], "Models three ways", ("01",)),
+    "03": (PARTS[1], "Training loops", ("01", "02")),
+    "04": (PARTS[2], "Evaluating a classifier", ("03",)),
+    "05": (PARTS[2], "What the network learned", ("03",)),
+    "06": (PARTS[2], "Saving, loading and exporting models", ("03",)),
+    "07": (PARTS[3], "Ten classes: CIFAR-10", ("03",)),
+    "08": (PARTS[3], "Transfer learning with pretrained models", ("03", "07")),
+    "09": (PARTS[3], "Training faster on the hardware you have", ("03",)),
+    "10": (PARTS[3], "Reusing trained models", ("06", "08")),
+}
+
+
+def fast_requested() -> bool:
+    """Return True when BOOK_FAST asks for the fast book."""
+    return os.environ.get("BOOK_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def chapter_notebooks() -> dict[str, Path]:
+    """Map chapter number ('00'..'10') to its notebook in notebooks/."""
+    return {p.name[:2]: p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def notebook_title(path: Path) -> str:
+    """Return the `# Title` of a chapter notebook's first markdown cell."""
+    nb = nbformat.read(path, as_version=4)
+    for line in nb.cells[0].source.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem
+
+
+def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Return every `file:` entry of the table of contents, in order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [entry["file"] for entry in part.get("chapters", [])]
+    return files
+
+
+def toc_mismatch() -> list[str]:
+    """Name the chapters that are in notebooks/ but not in _toc.yml, and the other way round."""
+    in_toc = {f for f in toc_files() if f.startswith("notebooks/")}
+    on_disk = {f"notebooks/{p.stem}" for p in chapter_notebooks().values()}
+    return ([f"missing from _toc.yml: {f}" for f in sorted(on_disk - in_toc)]
+            + [f"in _toc.yml but not in notebooks/: {f}" for f in sorted(in_toc - on_disk)])
+
+
+def prepare_full_data() -> tuple[bool, str]:
+    """Run data_scripts/prepare_data.py; return (succeeded, its last output lines)."""
+    script = ROOT / "data_scripts" / "prepare_data.py"
+    if not script.is_file():
+        return False, f"{script.relative_to(ROOT)} does not exist yet"
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    print(proc.stdout, end="")
+    tail = "\n".join(proc.stdout.strip().splitlines()[-3:])
+    return proc.returncode == 0, tail
+
+
+def loud_banner(reason: str) -> str:
+    """Return the banner printed when the full data cannot be had and the build falls back."""
+    bar = "!" * 78
+    return (f"\n{bar}\n!!  NO FULL DATA: building the FAST book on the committed sample "
+            f"(BOOK_FAST=1).\n!!  Reason: {reason}\n!!  Numbers in this book are only rough. "
+            f"For the real book, point at a CIFAR-10 copy:\n!!      CIFAR10_SOURCE=/path/to/cifar10 "
+            f"make book\n{bar}\n")
+
+
+def measured_times() -> dict[str, dict]:
+    """Return benchmarks/results/book_time.json's per-chapter entries keyed by stem, or {}."""
+    from torchbook.book import read_book_times
+    return read_book_times(BOOK_TIME_JSON)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Return '42 s' or '3.5 min', or '-' when not measured."""
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def chapter_rows() -> list[dict]:
+    """Return one row per planned chapter: number, title, part, written, doc, depends, times."""
+    from torchbook.book import chapter_seconds
+    notebooks, times = chapter_notebooks(), measured_times()
+    rows = []
+    for number, (part, working_title, depends) in PLAN.items():
+        path = notebooks.get(number)
+        seconds = chapter_seconds(times.get(path.stem, {})) if path else {}
+        rows.append({
+            "number": number, "part": part, "written": path is not None,
+            "title": notebook_title(path) if path else working_title,
+            "doc": f"/notebooks/{path.stem}" if path else None,
+            "depends": depends, **{f"{k}_seconds": v for k, v in seconds.items()},
+        })
+    return rows
+
+
+def chapter_link(row: dict) -> str:
+    """Return a MyST link to a written chapter, or its working title marked as coming."""
+    if row["written"]:
+        return f"{{doc}}`{row['number']} {row['title']} <{row['doc']}>`"
+    return f"{row['number']} {row['title']} *(coming)*"
+
+
+def chapter_map_md(rows: list[dict]) -> str:
+    """Return the front page's chapter map: parts, then chapters, coming ones marked."""
+    lines = []
+    for part in PARTS:
+        lines.append(f"**{part}**\n")
+        lines += [f"- {chapter_link(r)}" for r in rows if r["part"] == part]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def instructor_table_md(rows: list[dict]) -> str:
+    """Return the instructors' table: chapter, builds on, measured times (fast, full, GPU)."""
+    lines = ["| chapter | builds on | fast mode (2-core CPU) | full data (2-core CPU) | full data (GPU) |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        depends = ", ".join(r["depends"]) or "-"
+        lines.append(f"| {chapter_link(r)} | {depends} | {format_seconds(r.get('fast_seconds'))} | "
+                     f"{format_seconds(r.get('full_seconds'))} | {format_seconds(r.get('gpu_seconds'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_info(fast: bool, reason: str) -> dict:
+    """Collect what the book was built with: data, date, versions, machine."""
+    import jupyter_book
+    import torch
+    import torchvision
+
+    import torchbook
+    return {
+        "data": "fast mode: the committed sample (100 train / 20 test images per class)" if fast
+                else "full data: CIFAR-10 (5,000 train / 1,000 test images per class)",
+        "fast": fast, "fallback_reason": reason,
+        "date": dt.date.today().isoformat(),
+        "torchbook": torchbook.__version__, "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "python": platform.python_version(),
+        "jupyter_book": jupyter_book.__version__,
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+
+
+def build_info_md(info: dict) -> str:
+    """Return the front page's 'how this book was built' paragraph."""
+    note = ""
+    if info["fast"]:
+        note = ("\n\n:::{warning}\nThis copy of the book was built in **fast mode**, on the small "
+                "sample of CIFAR-10 that ships with the book and with fewer epochs: its accuracies "
+                "and curves are rough. `make book` with the full data "
+                "(`CIFAR10_SOURCE=/path/to/cifar10 make book`) builds the real one.\n:::")
+    return (f"This copy was built on {info['date']} from {info['data']}, with torchbook "
+            f"{info['torchbook']}, torch {info['torch']}, torchvision {info['torchvision']}, "
+            f"Python {info['python']} and Jupyter Book {info['jupyter_book']}, on {info['machine']} "
+            f"({info['device']}). Every chapter was executed during the build.{note}\n")
+
+
+def write_generated(fast: bool, reason: str) -> dict:
+    """Write book/_generated/: build info (JSON and Markdown), chapter map, instructors' table."""
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    info = build_info(fast, reason)
+    rows = chapter_rows()
+    (GENERATED / "build_info.json").write_text(json.dumps({**info, "chapters": rows}, indent=2))
+    (GENERATED / "build_info.md").write_text(build_info_md(info))
+    (GENERATED / "chapter_map.md").write_text(chapter_map_md(rows))
+    (GENERATED / "chapter_table.md").write_text(instructor_table_md(rows))
+    return info
+
+
+def run_jupyter_book(out: Path, toc: Path) -> int:
+    """Run `jupyter-book build` strictly and put the HTML in `out`; return its exit code."""
+    default = ROOT / "_build" / "html"
+    work = ROOT if out == default else ROOT / "_build" / f".work-{out.name}"
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--toc", str(toc),
+           "--path-output", str(work), "--all", "-W", "-n", "--keep-going"]
+    print("$", " ".join(cmd), flush=True)
+    code = subprocess.call(cmd, cwd=ROOT)
+    if code == 0 and out != default:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.move(str(work / "_build" / "html"), out)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="build on the sample (as BOOK_FAST=1)")
+    parser.add_argument("--out", type=Path, default=Path("_build/html"), help="HTML output folder")
+    parser.add_argument("--toc", type=Path, default=ROOT / "_toc.yml",
+                        help="another table of contents (to build some chapters only)")
+    args = parser.parse_args(argv)
+    out = (ROOT / args.out).resolve()
+    started = time.perf_counter()
+
+    problems = toc_mismatch() if args.toc.resolve() == ROOT / "_toc.yml" else []
+    if problems:
+        print("ERROR: _toc.yml and notebooks/ disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+
+    fast, reason = args.fast or fast_requested(), ""
+    if fast:
+        reason = "fast mode requested (BOOK_FAST=1 or --fast)"
+    else:
+        ok, tail = prepare_full_data()
+        if not ok:
+            fast, reason = True, tail.replace("\n", " / ") or "data preparation failed"
+            print(loud_banner(reason), flush=True)
+    os.environ["BOOK_FAST"] = "1" if fast else "0"
+    write_generated(fast, reason)
+    code = run_jupyter_book(out, args.toc.resolve())
+    seconds = time.perf_counter() - started
+    if code != 0:
+        print(f"\nBOOK BUILD FAILED after {seconds:.0f} s (warnings count as errors; see above).",
+              file=sys.stderr)
+        return code
+    mode = "FAST mode (sample)" if fast else "full data"
+    (out / "build_seconds.json").write_text(json.dumps({"seconds": round(seconds, 1), "fast": fast}))
+    print(f"\nBook built on {mode} in {seconds:.0f} s: {out.relative_to(ROOT)}/index.html")
+    if fast and not (args.fast or fast_requested()):
+        print(loud_banner(reason))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
