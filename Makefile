@@ -26,15 +26,20 @@ $(STAMP): requirements.txt pyproject.toml
 data: .venv
 	$(PY) data_scripts/prepare_data.py
 
-# Everything `make test` runs, in fast mode on the committed sample.
+# Everything `make test` runs, in fast mode on the committed sample: first the strict fast book
+# (_build/fast, which tests/test_browser.py opens in Chromium), then one pytest run of the unit
+# tests and every chapter under nbval. A failed book build still runs pytest, then fails.
 test: .venv
-	BOOK_FAST=1 $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	@BOOK_FAST=1 $(PY) tools/build_book.py --fast --out _build/fast; book=$$?; \
+	BOOK_FAST=1 $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider; tests=$$?; \
+	if [ $$book -ne 0 ]; then echo "make test: the fast book build FAILED (see above)" >&2; exit $$book; fi; \
+	exit $$tests
 
 book: .venv
 	$(PY) tools/build_book.py
 
 book-fast: .venv
-	BOOK_FAST=1 $(PY) tools/build_book.py
+	BOOK_FAST=1 $(PY) tools/build_book.py --fast
 
 student: .venv
 	$(PY) tools/make_student.py

@@ -106,6 +106,18 @@ def loud_banner(reason: str) -> str:
             f"make book\n{bar}\n")
 
 
+def choose_data(fast: bool) -> tuple[bool, str]:
+    """Return (build in fast mode?, why): fast if asked, or if the full data cannot be prepared."""
+    if fast:
+        return True, "fast mode requested (BOOK_FAST=1 or --fast)"
+    ok, tail = prepare_full_data()
+    if ok:
+        return False, ""
+    reason = tail.replace("\n", " / ") or "data preparation failed"
+    print(loud_banner(reason), flush=True)
+    return True, reason
+
+
 def measured_times() -> dict[str, dict]:
     """Return benchmarks/results/book_time.json's per-chapter entries keyed by stem, or {}."""
     from torchbook.book import read_book_times
@@ -214,6 +226,7 @@ def run_jupyter_book(out: Path, toc: Path) -> int:
     """Run `jupyter-book build` strictly and put the HTML in `out`; return its exit code."""
     default = ROOT / "_build" / "html"
     work = ROOT if out == default else ROOT / "_build" / f".work-{out.name}"
+    shutil.rmtree(out, ignore_errors=True)  # a failed build leaves no stale book behind
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--toc", str(toc),
            "--path-output", str(work), "--all", "-W", "-n", "--keep-going"]
     print("$", " ".join(cmd), flush=True)
@@ -240,14 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ERROR: _toc.yml and notebooks/ disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
 
-    fast, reason = args.fast or fast_requested(), ""
-    if fast:
-        reason = "fast mode requested (BOOK_FAST=1 or --fast)"
-    else:
-        ok, tail = prepare_full_data()
-        if not ok:
-            fast, reason = True, tail.replace("\n", " / ") or "data preparation failed"
-            print(loud_banner(reason), flush=True)
+    fast, reason = choose_data(args.fast or fast_requested())
     os.environ["BOOK_FAST"] = "1" if fast else "0"
     write_generated(fast, reason)
     code = run_jupyter_book(out, args.toc.resolve())

@@ -1,0 +1,100 @@
+"""The student edition (tools/make_student.py): no solution survives, exercises stay, it still runs."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def load_make_student():
+    """Import tools/make_student.py as a module."""
+    spec = importlib.util.spec_from_file_location("make_student", ROOT / "tools" / "make_student.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_student = load_make_student()
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Write the student edition once into a temporary folder; map chapter stem to its notebook."""
+    out = tmp_path_factory.mktemp("student")
+    return {p.stem: p for p in make_student.write_student_edition(out)}
+
+
+def exercise_labels(nb: nbformat.NotebookNode) -> list[str]:
+    """Return the exercise labels of a notebook's markdown cells."""
+    return [label for c in nb.cells if c.cell_type == "markdown"
+            for label in make_student._LABEL.findall(c.source)]
+
+
+def test_solution_blocks_are_removed_with_their_fences() -> None:
+    """Backtick and colon fences, longer fences around inner code, and the text around them."""
+    text = ("Intro.\n\n```{exercise} Add\n:label: ex1\n\nAdd 1 and 2.\n```\n\n"
+            "````{solution} ex1\n:class: dropdown\n\n```python\n1 + 2\n```\n````\n\n"
+            ":::{solution} ex1\nThree.\n:::\nAfter.")
+    stripped = make_student.strip_solution_blocks(text)
+    assert "solution" not in stripped and "1 + 2" not in stripped and "Three." not in stripped
+    assert stripped.startswith("Intro.") and stripped.endswith("After.")
+    assert "```{exercise} Add\n:label: ex1\n\nAdd 1 and 2.\n```" in stripped
+
+
+def test_an_unclosed_solution_block_is_an_error() -> None:
+    """A solution block without its closing fence is reported, not silently eaten."""
+    with pytest.raises(ValueError, match="unclosed"):
+        make_student.strip_solution_blocks("```{solution} ex1\nnever closed\n")
+
+
+def test_solution_cells_and_blocks_go_and_answer_cells_come() -> None:
+    """On a small notebook: tagged code cells and {solution} cells go, each exercise gets a cell."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("```{exercise} Twice\n:label: t-ex1\n\nDouble x.\n```"),
+        nbformat.v4.new_markdown_cell("```{solution} t-ex1\n:label: t-sol1\n\nMultiply.\n```"),
+        nbformat.v4.new_code_cell("print(2 * x)", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_code_cell("print('footer')"),
+    ])
+    student = make_student.student_notebook(nb)
+    assert [c.source for c in student.cells] == [
+        "# Title", "x = 1", "```{exercise} Twice\n:label: t-ex1\n\nDouble x.\n```",
+        "# Your answer to exercise t-ex1\n", "print('footer')"]
+    assert len(nb.cells) == 6, "the original notebook is left alone"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_no_solution_survives_and_exercises_stay(edition: dict[str, Path], chapter: Path) -> None:
+    """Every chapter's student notebook is valid, solution-free, and keeps every exercise."""
+    original = nbformat.read(chapter, as_version=4)
+    student = nbformat.read(edition[chapter.stem], as_version=4)
+    nbformat.validate(student)
+    for cell in student.cells:
+        assert "solution" not in cell.metadata.get("tags", []), cell.source[:80]
+        assert "{solution}" not in cell.source, cell.source[:80]
+    assert exercise_labels(student) == exercise_labels(original)
+    solution_code = [c.source for c in original.cells if make_student.is_solution_cell(c)]
+    student_code = {c.source for c in student.cells if c.cell_type == "code"}
+    assert not student_code & set(solution_code)
+    assert student.cells[0].source == original.cells[0].source, "the title cell stays first"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_student_notebook_runs_in_fast_mode(edition: dict[str, Path], chapter: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stripped notebook executes top to bottom in fast mode, from notebooks/ like a chapter."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("BOOK_FAST", "1")
+    nb = nbformat.read(edition[chapter.stem], as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
