@@ -1,0 +1,169 @@
+"""Ablation of the book's recipe: what each idea costs or buys, measured on this machine.
+
+Two measurements per variant (one idea changed from the book's `RecipeConfig`):
+
+- speed: training images per second over `--steps` optimisation steps (after 3 warm-up steps),
+  repeated `--rounds` times with the variants interleaved (A B C A B C ...); the best round is
+  kept, because other processes on a shared machine can only slow a round down;
+- quality (unless `--speed-only`): a full training run from scratch, then test accuracy and ROC AUC
+  (with and without test-time flip averaging) and the training wall time.
+
+Usage (from the repository root):
+
+    python benchmarks/recipe_ablation.py                          # full cifar2, writes the JSON
+    python benchmarks/recipe_ablation.py --speed-only --variants book no_channels_last
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from torchbook.datasets import load_image_folder_as_tensors
+from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, train_recipe,
+                              train_step)
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK = RecipeConfig()
+
+# name -> (what changes, config changes, extra context: "threads1", "bf16" or "compile")
+VARIANTS: dict[str, tuple[str, dict, str]] = {
+    "book": ("the book's recipe", {}, ""),
+    "no_channels_last": ("default (NCHW) memory format", {"channels_last": False}, ""),
+    "no_batch_norm": ("no BatchNorm (lr 0.05: 0.2 diverges)", {"batch_norm": False, "lr": 0.05}, ""),
+    "constant_lr": ("constant lr 0.05, no warm-up/cosine", {"schedule": "constant", "lr": 0.05}, ""),
+    "no_label_smoothing": ("label smoothing 0", {"label_smoothing": 0.0}, ""),
+    "no_augmentation": ("no flip / padded crop", {"augment": False}, ""),
+    "batch_64": ("batch 64, lr 0.1", {"batch_size": 64, "lr": 0.1}, ""),
+    "batch_256": ("batch 256, lr 0.4", {"batch_size": 256, "lr": 0.4}, ""),
+    "wider_32_64_128": ("widths 32-64-128", {"widths": (32, 64, 128)}, ""),
+    "one_thread": ("torch.set_num_threads(1)", {}, "threads1"),
+    "bf16_autocast": ("bfloat16 autocast on CPU", {}, "bf16"),
+    "torch_compile": ("torch.compile(model)", {}, "compile"),
+}
+
+
+@contextlib.contextmanager
+def variant_context(extra: str) -> Iterator[None]:
+    """Set the thread count or autocast a variant asks for, and undo it afterwards."""
+    threads = torch.get_num_threads()
+    if extra == "threads1":
+        torch.set_num_threads(1)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if extra == "bf16" else contextlib.nullcontext()
+    try:
+        with autocast:
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def speed_runner(config: RecipeConfig, extra: str, images: torch.Tensor,
+                 labels: torch.Tensor) -> Callable[[int], float]:
+    """Build a model for the variant; return a function that times `steps` training steps."""
+    device = torch.device("cpu")
+    model = model_on_device(config, device)
+    if extra == "compile":
+        model = torch.compile(model)
+    optimizer = make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(0)
+
+    def run(steps: int) -> float:
+        with variant_context(extra):
+            start = time.perf_counter()
+            for _ in range(steps):
+                index = torch.randint(0, len(labels), (config.batch_size,), generator=generator)
+                train_step(model, optimizer, images[index], labels[index], config, device, generator)
+            return time.perf_counter() - start
+
+    run(3)  # warm-up (and compilation for torch.compile)
+    return run
+
+
+def measure_speed(names: list[str], images: torch.Tensor, labels: torch.Tensor, images_per_round: int,
+                  rounds: int) -> dict[str, float]:
+    """Best-of-`rounds` training images per second for each variant, rounds interleaved."""
+    runners, steps, best = {}, {}, {}
+    for name in names:
+        _, changes, extra = VARIANTS[name]
+        config = dataclasses.replace(BOOK, **changes)
+        runners[name] = speed_runner(config, extra, images, labels)
+        steps[name] = max(1, images_per_round // config.batch_size)
+    for _ in range(rounds):
+        for name in names:
+            seconds = runners[name](steps[name])
+            rate = steps[name] * dataclasses.replace(BOOK, **VARIANTS[name][1]).batch_size / seconds
+            best[name] = max(best.get(name, 0.0), rate)
+    return best
+
+
+def measure_quality(name: str, train: tuple, test: tuple) -> dict:
+    """Train the variant from scratch; return its training seconds and test metrics."""
+    _, changes, extra = VARIANTS[name]
+    config = dataclasses.replace(BOOK, **changes)
+    if extra == "compile":
+        return {}
+    with variant_context(extra):
+        start = time.perf_counter()
+        model, _ = train_recipe(*train, config)
+        seconds = time.perf_counter() - start
+        with_tta = evaluate(model, *test, tta=True)
+        without_tta = evaluate(model, *test, tta=False)
+    return {"train_seconds": round(seconds, 2),
+            "test_accuracy": round(with_tta["accuracy"], 4), "test_auc": round(with_tta["auc"], 4),
+            "test_accuracy_no_tta": round(without_tta["accuracy"], 4),
+            "test_auc_no_tta": round(without_tta["auc"], 4)}
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    """Write JSON to a temporary file next to `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "cifar2")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "recipe_ablation.json")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds (best kept)")
+    parser.add_argument("--images", type=int, default=2560, help="training images per speed round")
+    parser.add_argument("--speed-only", action="store_true", help="skip the full training runs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the ablation, print a table and write the JSON."""
+    args = parse_args(argv)
+    train_images, train_labels, _ = load_image_folder_as_tensors(args.data / "train")
+    test_images, test_labels, _ = load_image_folder_as_tensors(args.data / "test")
+    speed = measure_speed(args.variants, train_images, train_labels, args.images, args.rounds)
+    results = {}
+    for name in args.variants:
+        quality = {} if args.speed_only else measure_quality(
+            name, (train_images, train_labels), (test_images, test_labels))
+        results[name] = {"change": VARIANTS[name][0], "train_images_per_second": round(speed[name], 1),
+                         "speed_vs_book": round(speed[name] / speed["book"], 3) if "book" in speed else None,
+                         **quality}
+        print(json.dumps({name: results[name]}), flush=True)
+    payload = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+               "date": dt.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
+               "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+               "book_config": BOOK.to_dict(), "variants": results}
+    write_json_atomically(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

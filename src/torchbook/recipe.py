@@ -1,0 +1,235 @@
+"""The book's fast CPU training recipe for cifar2 (taught in chapter 3, raced in benchmarks/).
+
+What makes it fast and accurate on a laptop CPU, each idea measured in benchmarks/README.md:
+
+- decode every image once into a uint8 tensor, then augment whole batches on tensors
+  (random horizontal flip + padded random crop) instead of PIL per image;
+- a small CNN with BatchNorm (conv-BN-ReLU blocks, widths 32-64-128, max-pooling), in
+  channels-last memory format;
+- SGD with Nesterov momentum under a one-cycle schedule (linear warm-up, then cosine decay);
+- label smoothing: one logit with smoothed BCE targets (y * (1 - eps) + eps / 2), which is exactly
+  two logits with `CrossEntropyLoss(label_smoothing=eps)`, since softmax over two logits is the
+  sigmoid of their difference;
+- test-time augmentation: average the probabilities of each image and its mirror image.
+
+Public API: `RecipeConfig`, `build_model`, `train_recipe`, `predict_proba`, `evaluate`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchbook.datasets import CIFAR2_MEAN, CIFAR2_STD, random_flip_crop
+
+
+@dataclass
+class RecipeConfig:
+    """Hyper-parameters of the book's recipe (the defaults are the benchmarked ones)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_fraction: float = 0.25
+    widths: Sequence[int] = (16, 32, 64)
+    padding: int = 4
+    channels_last: bool = True
+    batch_norm: bool = True
+    augment: bool = True
+    schedule: str = "one_cycle"
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """The config as a plain JSON-ready dict (widths as a list)."""
+        values = asdict(self)
+        values["widths"] = list(self.widths)
+        return values
+
+
+def conv_bn(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.Sequential:
+    """A 3x3 convolution (no bias: BatchNorm has one), BatchNorm and ReLU."""
+    if not batch_norm:
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+                             nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class RecipeNet(nn.Module):
+    """A small CNN: conv-BN-ReLU blocks, each followed by 2x2 max-pooling, then one logit."""
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), num_outputs: int = 1,
+                 batch_norm: bool = True):
+        super().__init__()
+        blocks, in_channels = [], 3
+        for width in widths:
+            blocks += [conv_bn(in_channels, width, batch_norm), nn.MaxPool2d(2)]
+            in_channels = width
+        self.features = nn.Sequential(*blocks, conv_bn(in_channels, in_channels, batch_norm))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(in_channels, num_outputs)
+        self.widths = list(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.pool(self.features(x))))
+
+
+def build_model(config: Optional[RecipeConfig] = None) -> RecipeNet:
+    """Build the recipe's model (one logit) for `config` (default RecipeConfig())."""
+    config = config or RecipeConfig()
+    return RecipeNet(widths=config.widths, batch_norm=config.batch_norm)
+
+
+def model_on_device(config: RecipeConfig, device: torch.device) -> RecipeNet:
+    """A fresh recipe model on `device`, channels-last when the config asks for it."""
+    model = build_model(config).to(device)
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
+def prepare_batch(images: torch.Tensor, device: torch.device, channels_last: bool = True) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) -> normalised float32 on `device`, channels-last if asked."""
+    mean = torch.tensor(CIFAR2_MEAN, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(CIFAR2_STD, device=device).view(1, -1, 1, 1)
+    x = (images.to(device, non_blocking=True).float() / 255 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def smoothed_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """0/1 labels -> BCE targets pulled towards 1/2 by `smoothing` (shape (N, 1))."""
+    return labels.float().view(-1, 1) * (1 - smoothing) + smoothing / 2
+
+
+def one_cycle_lr(step: int, total_steps: int, warmup_fraction: float) -> float:
+    """Learning-rate factor at `step`: linear warm-up from 0.1 to 1, then cosine decay to 0."""
+    warmup = max(1, round(total_steps * warmup_fraction))
+    if step < warmup:
+        return 0.1 + 0.9 * step / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_lambda(config: RecipeConfig, total_steps: int):
+    """The per-step learning-rate factor of `config.schedule` ("one_cycle" or "constant")."""
+    if config.schedule == "constant":
+        return lambda step: 1.0
+    if config.schedule != "one_cycle":
+        raise ValueError(f"schedule must be 'one_cycle' or 'constant', not {config.schedule!r}")
+    return lambda step: one_cycle_lr(step, total_steps, config.warmup_fraction)
+
+
+def make_optimizer(model: nn.Module, config: RecipeConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; no weight decay on BatchNorm and bias parameters."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+               labels: torch.Tensor, config: RecipeConfig, device: torch.device,
+               generator: Optional[torch.Generator] = None) -> tuple[float, int]:
+    """One optimisation step on a uint8 batch; return its loss and its number of correct answers."""
+    if config.augment:
+        images = random_flip_crop(images, config.padding, generator=generator)
+    x = prepare_batch(images, device, config.channels_last)
+    y = labels.to(device)
+    logits = model(x)
+    loss = F.binary_cross_entropy_with_logits(logits, smoothed_targets(y, config.label_smoothing))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), ((logits.detach().view(-1) > 0).long() == y).sum().item()
+
+
+def default_threads() -> int:
+    """Intra-op threads to use on CPU: every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor,
+                 config: Optional[RecipeConfig] = None, device: Optional[torch.device] = None,
+                 progress: bool = False) -> tuple[RecipeNet, pd.DataFrame]:
+    """Train the recipe's model on uint8 images (N, 3, H, W) and 0/1 labels; return it and its history."""
+    config = config or RecipeConfig()
+    device = torch.device(device or "cpu")
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    model = model_on_device(config, device)
+    optimizer = make_optimizer(model, config)
+    n = len(train_labels)
+    steps_per_epoch = n // config.batch_size if n >= config.batch_size else 1
+    total_steps = steps_per_epoch * config.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    epochs = range(config.epochs)
+    if progress:
+        from tqdm.auto import tqdm
+        epochs = tqdm(epochs, desc="recipe", unit="epoch")
+    rows = []
+    for epoch in epochs:
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total_loss, correct, seen = 0.0, 0, 0
+        for step in range(steps_per_epoch):
+            index = order[step * config.batch_size:(step + 1) * config.batch_size]
+            loss, hits = train_step(model, optimizer, train_images[index], train_labels[index],
+                                    config, device, generator)
+            schedule.step()
+            total_loss += loss * len(index)
+            correct += hits
+            seen += len(index)
+        rows.append({"epoch": epoch + 1, "train_loss": total_loss / seen, "train_accuracy": correct / seen,
+                     "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
+    return model, pd.DataFrame(rows)
+
+
+def uses_channels_last(model: nn.Module) -> bool:
+    """True if the model's convolution weights are stored channels-last."""
+    weights = [p for p in model.parameters() if p.ndim == 4]
+    return bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last) \
+        and not weights[0].is_contiguous()
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: torch.Tensor, device: Optional[torch.device] = None,
+                  tta: bool = True, batch_size: int = 500) -> torch.Tensor:
+    """Probability of class 1 for each uint8 image (N, 3, H, W); `tta` averages with the mirror image."""
+    device = torch.device(device or next(model.parameters()).device)
+    channels_last = uses_channels_last(model)
+    model.eval()
+    probabilities = []
+    for start in range(0, len(images), batch_size):
+        x = prepare_batch(images[start:start + batch_size], device, channels_last)
+        p = torch.sigmoid(model(x))
+        if tta:
+            p = (p + torch.sigmoid(model(x.flip(3)))) / 2
+        probabilities.append(p.view(-1).cpu())
+    return torch.cat(probabilities) if probabilities else torch.empty(0)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             device: Optional[torch.device] = None, tta: bool = True) -> dict:
+    """Test accuracy and ROC AUC (sklearn) of the model on uint8 images and 0/1 labels."""
+    from sklearn.metrics import roc_auc_score
+    proba = predict_proba(model, images, device, tta=tta)
+    accuracy = ((proba > 0.5).long() == labels.cpu()).float().mean().item()
+    auc = roc_auc_score(labels.cpu().numpy(), proba.numpy()) if len(labels.unique()) == 2 else float("nan")
+    return {"accuracy": accuracy, "auc": float(auc)}
