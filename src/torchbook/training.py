@@ -1,0 +1,220 @@
+"""Training loops taught in chapter 3: step functions, `train_model`, and a small `Trainer`.
+
+- `train_step`, `valid_step`: one batch, forward (and backward and update when training).
+- `train_epoch`, `valid_epoch`: one pass over a loader, metrics over the whole epoch.
+- `fit_epoch`, `train_model`: train and validate epoch after epoch; a pandas history, one row per
+  epoch (epoch, train_loss, train_acc, valid_loss, valid_acc, valid_auc, lr, seconds).
+- `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
+  used by later chapters.
+
+A loader is any iterable of (x, y) batches. For the book's one-logit models, y holds 0/1 floats of
+shape [B, 1], as chapter 1's `to_float_target` makes them. The loops never call `.item()` per step:
+losses and logits stay tensors until the epoch ends.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from torchbook.device import get_device
+from torchbook.evaluation import accuracy_from_logits, predict_logits, roc_auc
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def train_step(model: nn.Module, batch: Sequence[torch.Tensor], loss_fn: LossFn,
+               optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step on a batch (x, y); return its loss and logits, detached."""
+    x, y = batch[0].to(device), batch[1].to(device)
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+@torch.no_grad()
+def valid_step(model: nn.Module, batch: Sequence[torch.Tensor], loss_fn: LossFn,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and logits of a batch (x, y), without gradients."""
+    x, y = batch[0].to(device), batch[1].to(device)
+    logits = model(x)
+    return loss_fn(logits, y), logits
+
+
+def train_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+                device: torch.device, scheduler=None) -> dict[str, float]:
+    """Train on every batch of the loader once; return the epoch's loss and accuracy."""
+    model.train()
+    total_loss, logits, targets = 0.0, [], []
+    for batch in loader:
+        loss, batch_logits = train_step(model, batch, loss_fn, optimizer, device)
+        if scheduler is not None:
+            scheduler.step()  # schedules in this book change the learning rate every step
+        total_loss += loss * len(batch_logits)  # a tensor: no wait for the device here
+        logits.append(batch_logits)
+        targets.append(batch[1])
+    logits, targets = torch.cat(logits).cpu(), torch.cat(targets).cpu()
+    return {"train_loss": (total_loss / len(logits)).item(),
+            "train_acc": accuracy_from_logits(logits, targets)}
+
+
+def valid_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn,
+                device: torch.device) -> dict[str, float]:
+    """Evaluate on every batch of the loader; return loss, accuracy and ROC AUC over the epoch."""
+    model.eval()
+    total_loss, logits, targets = 0.0, [], []
+    for batch in loader:
+        loss, batch_logits = valid_step(model, batch, loss_fn, device)
+        total_loss += loss * len(batch_logits)
+        logits.append(batch_logits)
+        targets.append(batch[1])
+    logits, targets = torch.cat(logits).cpu(), torch.cat(targets).cpu()
+    return {"valid_loss": (total_loss / len(logits)).item(),
+            "valid_acc": accuracy_from_logits(logits, targets),
+            "valid_auc": roc_auc(logits, targets)}
+
+
+def fit_epoch(model: nn.Module, train_loader: Iterable, valid_loader: Iterable, loss_fn: LossFn,
+              optimizer: torch.optim.Optimizer, device: torch.device, scheduler=None) -> dict[str, float]:
+    """Train one epoch, then validate; return the metrics, the starting lr and the seconds taken."""
+    start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+    row = train_epoch(model, train_loader, loss_fn, optimizer, device, scheduler)
+    row.update(valid_epoch(model, valid_loader, loss_fn, device))
+    row.update(lr=lr, seconds=time.perf_counter() - start)
+    return row
+
+
+def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable, loss_fn: LossFn,
+                optimizer: torch.optim.Optimizer, epochs: int, device: torch.device,
+                scheduler=None, progress: bool = True) -> pd.DataFrame:
+    """Train and validate for `epochs` epochs; return the history, one row per epoch."""
+    model.to(device)
+    rows = []
+    bar = tqdm(range(1, epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+    for epoch in bar:
+        row = {"epoch": epoch}
+        row.update(fit_epoch(model, train_loader, valid_loader, loss_fn, optimizer, device, scheduler))
+        bar.set_postfix(valid_auc=f"{row['valid_auc']:.3f}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class Callback:
+    """Base class of Trainer callbacks: override the hooks you need."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        """Called once when fit starts."""
+
+    def on_epoch_end(self, trainer: "Trainer", row: dict) -> None:
+        """Called after every epoch with that epoch's history row."""
+
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        """Called once when fit ends."""
+
+
+class LoggingCallback(Callback):
+    """Print one line of metrics every `every` epochs (and after the last one)."""
+
+    def __init__(self, every: int = 1,
+                 metrics: Sequence[str] = ("train_loss", "valid_loss", "valid_acc", "valid_auc")):
+        self.every, self.metrics = every, tuple(metrics)
+
+    def on_epoch_end(self, trainer: "Trainer", row: dict) -> None:
+        """Print the epoch's metrics if it is one of the logged epochs."""
+        if row["epoch"] % self.every == 0 or row["epoch"] == trainer.last_epoch:
+            values = "  ".join(f"{name} {row[name]:.4f}" for name in self.metrics if name in row)
+            print(f"epoch {row['epoch']:3d}  {values}")
+
+
+class CheckpointCallback(Callback):
+    """Keep the model's best state_dict by a monitored metric; also save it to `path` if given."""
+
+    def __init__(self, path: str | Path | None = None, monitor: str = "valid_auc", mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
+        self.path = Path(path) if path is not None else None
+        self.monitor, self.mode = monitor, mode
+        self.best_score, self.best_epoch, self.best_state = None, None, None
+
+    def is_better(self, score: float) -> bool:
+        """True if `score` beats the best so far (NaN never does)."""
+        if score != score:
+            return False
+        if self.best_score is None:
+            return True
+        return score > self.best_score if self.mode == "max" else score < self.best_score
+
+    def on_epoch_end(self, trainer: "Trainer", row: dict) -> None:
+        """Copy (and save) the model's weights when the monitored metric improves."""
+        if self.is_better(row[self.monitor]):
+            self.best_score, self.best_epoch = row[self.monitor], row["epoch"]
+            self.best_state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(self.best_state, self.path)
+
+    def restore_best(self, model: nn.Module) -> nn.Module:
+        """Load the best weights seen into `model`; return it."""
+        if self.best_state is None:
+            raise RuntimeError("no checkpoint yet: fit the trainer first")
+        model.load_state_dict(self.best_state)
+        return model
+
+
+class Trainer:
+    """Fit, evaluate and predict with one model, loss and optimiser; callbacks see every epoch."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+                 device: Optional[torch.device] = None, scheduler=None,
+                 callbacks: Sequence[Callback] = (), progress: bool = True):
+        self.device = torch.device(device) if device is not None else get_device()
+        self.model = model.to(self.device)
+        self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
+        self.callbacks, self.progress = list(callbacks), progress
+        self.rows: list[dict] = []
+        self.last_epoch = 0
+        self.stop_training = False  # a callback may set it to end fit early
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Every epoch trained so far, one row each (fit can be called again to continue)."""
+        return pd.DataFrame(self.rows)
+
+    def fit(self, train_loader: Iterable, valid_loader: Iterable, epochs: int) -> pd.DataFrame:
+        """Train for `epochs` more epochs, validating after each; return the whole history."""
+        self.stop_training = False
+        first = len(self.rows) + 1
+        self.last_epoch = first + epochs - 1
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        bar = tqdm(range(first, first + epochs), desc="epochs", unit="epoch", disable=not self.progress)
+        for epoch in bar:
+            row = {"epoch": epoch}
+            row.update(fit_epoch(self.model, train_loader, valid_loader, self.loss_fn, self.optimizer,
+                                 self.device, self.scheduler))
+            bar.set_postfix(valid_auc=f"{row['valid_auc']:.3f}")
+            self.rows.append(row)
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, row)
+            if self.stop_training:
+                break
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
+        return self.history
+
+    def evaluate(self, loader: Iterable) -> dict[str, float]:
+        """Loss, accuracy and ROC AUC on a loader, over all its batches."""
+        metrics = valid_epoch(self.model, loader, self.loss_fn, self.device)
+        return {name.removeprefix("valid_"): value for name, value in metrics.items()}
+
+    def predict(self, loader: Iterable) -> torch.Tensor:
+        """The model's logits for every batch of the loader, on the CPU."""
+        return predict_logits(self.model, loader, self.device)[0]
