@@ -11,7 +11,9 @@
    augmentation.
 
 Every pipeline shuffles and uses batches of 50. Each epoch is timed `--repeats` times and the median
-is kept. Usage (from the repository root):
+is kept. PyTorch runs on `--threads` threads (default 1, as in a DataLoader worker): the tensor
+paths are many small operations, and splitting each over OpenMP threads costs more than it saves,
+up to 100x more when other processes keep the cores busy. Usage (from the repository root):
 
     python benchmarks/data_pipeline.py                         # full cifar2, writes the JSON
     python benchmarks/data_pipeline.py --data data/sample/cifar2 --json /tmp/data_pipeline.json
@@ -124,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the results (default benchmarks/results/data_pipeline.json)")
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3, help="epochs per pipeline; the median is kept")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process (default 1)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if not (args.data / "train").is_dir():
         parser.error(f"{args.data}/train is not a folder; run `make data` or pass --data")
 
