@@ -78,14 +78,14 @@ def run(data: Path, batch_size: int, repeats: int) -> dict:
     def record(name: str, label: str, workers: int, seconds: float) -> None:
         results[name] = {"pipeline": label, "num_workers": workers, "epoch_seconds": round(seconds, 6),
                          "images_per_second": round(n_images / seconds, 1)}
-        print(f"{label:<60} workers={workers}  {seconds:7.3f} s  {n_images / seconds:10.0f} images/s",
+        print(f"{label:<50} workers={workers}  {seconds:7.3f} s  {n_images / seconds:10.0f} images/s",
               flush=True)
 
     for workers in (0, 2):
         seconds = median_epoch(lambda: imagefolder_loader(train_dir, batch_size, workers, False), repeats)
-        record(f"imagefolder_workers{workers}", "ImageFolder + PIL + ToTensor", workers, seconds)
+        record(f"imagefolder_workers{workers}", "ImageFolder + ToTensor", workers, seconds)
     seconds = median_epoch(lambda: imagefolder_loader(train_dir, batch_size, 0, True), repeats)
-    record("imagefolder_augmented_workers0", "ImageFolder + PIL + crop/flip + ToTensor + Normalize", 0, seconds)
+    record("imagefolder_augmented_workers0", "ImageFolder + crop/flip + Normalize", 0, seconds)
 
     start = time.perf_counter()
     images, labels, _ = load_image_folder_as_tensors(train_dir)
@@ -95,10 +95,10 @@ def run(data: Path, batch_size: int, repeats: int) -> dict:
     tensor_set = TensorImageDataset(images, labels)
     seconds = median_epoch(lambda: DataLoader(tensor_set, batch_size=batch_size, shuffle=True), repeats,
                            augment_batch)
-    record("tensor_dataset", "decoded tensor + DataLoader + batch flip/crop + normalize", 0, seconds)
+    record("tensor_dataset", "decoded tensor + DataLoader + batch crop/flip", 0, seconds)
     seconds = median_epoch(lambda: TensorBatches(images, labels, batch_size, shuffle=True), repeats,
                            augment_batch)
-    record("tensor_batches", "decoded tensor + TensorBatches + batch flip/crop + normalize", 0, seconds)
+    record("tensor_batches", "decoded tensor + TensorBatches + batch crop/flip", 0, seconds)
 
     base = results["imagefolder_workers0"]["images_per_second"]
     ratios = {name: round(results[name]["images_per_second"] / base, 1)
