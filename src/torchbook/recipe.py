@@ -17,7 +17,6 @@ Public API: `RecipeConfig`, `build_model`, `train_recipe`, `predict_proba`, `eva
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
@@ -47,6 +46,7 @@ class RecipeConfig:
     batch_norm: bool = True
     augment: bool = True
     schedule: str = "one_cycle"
+    threads: Optional[int] = None  # CPU threads while training; None keeps torch's setting
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -156,20 +156,23 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
     return loss.item(), ((logits.detach().view(-1) > 0).long() == y).sum().item()
 
 
-def default_threads() -> int:
-    """Intra-op threads to use on CPU: every core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
 def train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor,
                  config: Optional[RecipeConfig] = None, device: Optional[torch.device] = None,
                  progress: bool = False) -> tuple[RecipeNet, pd.DataFrame]:
     """Train the recipe's model on uint8 images (N, 3, H, W) and 0/1 labels; return it and its history."""
     config = config or RecipeConfig()
-    device = torch.device(device or "cpu")
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train_recipe(train_images, train_labels, config, torch.device(device or "cpu"), progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor, config: RecipeConfig,
+                  device: torch.device, progress: bool) -> tuple[RecipeNet, pd.DataFrame]:
+    """The training loop of `train_recipe` (which sets the thread count around it)."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     model = model_on_device(config, device)
