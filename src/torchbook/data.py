@@ -169,7 +169,7 @@ def remove_stale_stages(out: Path) -> None:
 
 @contextlib.contextmanager
 def staging_folder(out: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder inside `out`; remove it after, and `out` too if we made it and failed."""
+    """Yield a temporary folder in `out`; remove it after (and `out` if made here, on failure)."""
     created = [p for p in (out, *out.parents) if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_stages(out)
@@ -211,7 +211,7 @@ def check_written_tree(root: Path, counts: Counts) -> None:
 
 
 def build_trees(out: Path, counts: Counts, write_cifar10: Callable[[Path], str], what: str) -> Path:
-    """Build the missing cifar10/cifar2 trees under `out` atomically; `write_cifar10(dest)` names its origin."""
+    """Build the missing cifar10/cifar2 trees in `out` atomically (write_cifar10: the origin)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"{out} is a file, not a folder: choose another --out.")
     todo = trees_to_build(out, counts)
@@ -263,12 +263,13 @@ def copy_images(pairs: Sequence[tuple[Path, Path]], desc: str) -> None:
 
 
 def folder_images(root: Path, counts: Counts, first_only: bool) -> list[tuple[Path, str]]:
-    """Return (file, 'split/class') for a CIFAR-10 tree: all images (exact counts) or the first per class."""
+    """Return (file, 'split/class') for a CIFAR-10 tree: all, or the first `counts` per class."""
     problems = tree_problems(root, CIFAR10_CLASSES, None if first_only else counts)
     if problems:
-        raise DataError(f"{root} is not a complete CIFAR-10 ImageFolder tree ({summarize(problems)}); "
-                        f"expected {{train,test}}/<class>/ folders for exactly the 10 classes "
-                        f"{', '.join(CIFAR10_CLASSES)}. Nothing was changed.")
+        raise DataError(f"{root} is not a complete CIFAR-10 ImageFolder tree "
+                        f"({summarize(problems)}); expected {{train,test}}/<class>/ folders for "
+                        f"exactly the 10 classes {', '.join(CIFAR10_CLASSES)}. "
+                        f"Nothing was changed.")
     pairs = []
     for split in SPLITS:
         for cls in CIFAR10_CLASSES:
@@ -287,7 +288,7 @@ def copy_cifar10_folder(root: Path, dest: Path, counts: Counts, first_only: bool
 
 
 def write_cifar2(cifar10_root: Path, dest: Path) -> None:
-    """Write the cifar2 tree (airplane -> 0_airplane, automobile -> 1_automobile) from a cifar10 tree."""
+    """Write the cifar2 tree (airplane as 0_airplane, automobile as 1_automobile) from cifar10."""
     pairs = [(f, dest / split / name / f.name) for split in SPLITS
              for name, cls in CIFAR2_FROM_CIFAR10.items()
              for f in image_files(cifar10_root / split / cls)]
@@ -304,7 +305,7 @@ class BatchUnpickler(pickle.Unpickler):
     NAMES = {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}
 
     def find_class(self, module: str, name: str) -> object:
-        """Allow only NumPy's array-rebuilding functions (old numpy.core names mapped to numpy._core)."""
+        """Allow only NumPy's array-rebuilding functions (numpy.core names read as numpy._core)."""
         if module not in self.MODULES or name not in self.NAMES:
             raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR-10 batch")
         try:
@@ -323,7 +324,7 @@ def file_md5(path: Path) -> str:
 
 
 def check_archive_checksum(path: Path) -> None:
-    """If `path` is named like the official archive, check its size and MD5 (DataError if they differ)."""
+    """If `path` is named like the official archive, check its size and MD5 (DataError if not)."""
     if path.name != ARCHIVE_NAME:
         return
     again = (f"Delete it and download it again from {ARCHIVE_URL}, or set CIFAR10_SOURCE to "
@@ -373,7 +374,8 @@ def load_archive(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     check_archive_checksum(path)
     try:
         batches = read_archive(path)
-        names = [n.decode() if isinstance(n, bytes) else n for n in batches[ARCHIVE_META]["label_names"]]
+        names = [n.decode() if isinstance(n, bytes) else n
+                 for n in batches[ARCHIVE_META]["label_names"]]
         if tuple(names) != CIFAR10_CLASSES:
             raise ValueError(f"its label names are {names}, not CIFAR-10's")
         return {name: batch_arrays(batches[name], name) for name in batches if name != ARCHIVE_META}
@@ -425,14 +427,16 @@ def network_reachable(host: str, port: int = 443, timeout: float = CONNECT_TIMEO
 
 
 def download_archive(folder: Path) -> Path:
-    """Download the official archive into `folder` (progress bar, MD5 checked); DataError when offline."""
+    """Download the official archive into `folder` (progress bar, MD5 check); DataError offline."""
     host = urllib.parse.urlsplit(ARCHIVE_URL).hostname or ""
     if not network_reachable(host):
         raise DataError(f"No CIFAR-10 source was given and {host} cannot be reached (no network?), "
-                        f"so CIFAR-10 cannot be downloaded. {HOW_TO_SET_SOURCE}")
+                        f"so CIFAR-10 cannot be downloaded. Nothing was changed. "
+                        f"{HOW_TO_SET_SOURCE}")
     from torchvision.datasets.utils import download_url
 
     say(f"Downloading {ARCHIVE_URL} (about 170 MB)")
+    folder.mkdir(parents=True, exist_ok=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_STALL_S)
     try:
@@ -461,7 +465,7 @@ def source_path(source: Optional[PathLike]) -> Optional[Path]:
 
 
 def write_cifar10(source: Optional[PathLike], dest: Path, counts: Counts) -> str:
-    """Write the CIFAR-10 tree `dest` from the source (or the download); return where it came from."""
+    """Write the CIFAR-10 tree `dest` from the source or the download; return where it came from."""
     path = source_path(source)
     if path is None:
         path = download_archive(dest.parent / "download")
@@ -474,7 +478,7 @@ def write_cifar10(source: Optional[PathLike], dest: Path, counts: Counts) -> str
 
 def prepare_data(out: Optional[PathLike] = None, source: Optional[PathLike] = None,
                  counts: Optional[Counts] = None) -> Path:
-    """Write complete cifar10 and cifar2 ImageFolder trees under `out` (default data_dir()); return it.
+    """Write complete cifar10 and cifar2 ImageFolder trees in `out` (default data_dir()); return it.
 
     `source` (else $CIFAR10_SOURCE, else the official download) is a CIFAR-10 ImageFolder tree or
     the official archive. `counts` is the number of images per class in each split that the source
@@ -487,7 +491,7 @@ def prepare_data(out: Optional[PathLike] = None, source: Optional[PathLike] = No
 
 
 def make_sample(full_root: PathLike, out_root: PathLike, counts: Optional[Counts] = None) -> Path:
-    """Write the sample of a CIFAR-10 ImageFolder tree (first images per class by file name) to `out_root`.
+    """Write the sample of a CIFAR-10 tree (the first files per class, by name) in `out_root`.
 
     Like the committed `data/sample`: `out_root/cifar10` and `out_root/cifar2`, each with the first
     `counts` ({'train': 100, 'test': 20} unless given) images of each class in sorted file order.
@@ -510,7 +514,7 @@ def ensure_full_data(name: str) -> Path:
 
 
 def ensure_sample(name: str) -> Path:
-    """Return sample_dir() once its `name` tree is complete, cutting it from the full data if needed."""
+    """Return sample_dir() once its `name` tree is complete, cut from the full data if need be."""
     sample = sample_dir()
     if trees_to_build(sample, SAMPLE_COUNTS, [name]):
         make_sample(ensure_full_data("cifar10") / "cifar10", sample)
@@ -526,12 +530,12 @@ def dataset_folder(name: str, split: str) -> Path:
 
 
 def cifar2_folder(split: str) -> Path:
-    """Return the cifar2 ImageFolder folder of `split` ('train' or 'test'), preparing it if needed."""
+    """Return the cifar2 ImageFolder folder of `split` ('train' or 'test'), prepared if need be."""
     return dataset_folder("cifar2", split)
 
 
 def cifar10_folder(split: str) -> Path:
-    """Return the cifar10 ImageFolder folder of `split` ('train' or 'test'), preparing it if needed."""
+    """Return the cifar10 ImageFolder folder of `split` ('train' or 'test'), prepared if need be."""
     return dataset_folder("cifar10", split)
 
 
@@ -550,16 +554,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def exit_on_sigterm(signum: int, frame: object) -> None:
-    """Turn SIGTERM into SystemExit so that the temporary folder is cleaned up."""
-    raise SystemExit(128 + signum)
+def interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so that the temporary folder is cleaned up."""
+    raise KeyboardInterrupt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Prepare the data from the command line; print errors without a traceback; return the exit code."""
+    """Prepare the data from the command line; print errors without traceback; return exit code."""
     args = parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, exit_on_sigterm) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm) if in_main_thread else None
     try:
         prepare_data(args.out, args.source)
     except DataError as err:
