@@ -7,6 +7,7 @@ message, except under BOOK_REQUIRE_BROWSER=1 (set by `.ci/run`, which installs c
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -152,10 +153,13 @@ def test_table_of_contents_links_resolve(page) -> None:
 
 
 def test_front_page_says_what_data_the_book_was_built_on(page) -> None:
-    """The front page shows the build info (fast mode here) and the full chapter map."""
+    """The front page shows the build info (fast mode or full data) and the full chapter map."""
+    fast = json.loads((HTML / "build_seconds.json").read_text())["fast"]
     open_page(page, HTML / "book" / "intro.html")
     text = page.inner_text("article")
-    assert "fast mode" in text and "This copy was built on" in text
+    assert "This copy was built on" in text
+    assert ("This copy of the book was built in fast mode" in text) == fast
+    assert ("from full data" in text) == (not fast)
     assert text.count("(coming)") == 11 - len(CHAPTERS)
 
 
