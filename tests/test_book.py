@@ -122,6 +122,12 @@ def test_toc_has_the_prose_pages_and_chapters_in_order_under_their_parts() -> No
                 assert build_book.PLAN[number][0] == part["caption"], entry["file"]
 
 
+def test_every_prose_page_is_in_the_toc() -> None:
+    """No page in book/ is left out of the book (only_build_toc_files would skip it silently)."""
+    pages = {f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")}
+    assert pages <= set(build_book.toc_files()), pages - set(build_book.toc_files())
+
+
 def test_the_plan_has_eleven_chapters_and_covers_every_notebook() -> None:
     """Chapters 00-10 are planned; every notebook's number is one of them."""
     assert list(build_book.PLAN) == [f"{n:02d}" for n in range(11)]
