@@ -1,0 +1,139 @@
+"""The benchmark scripts run on the committed sample and write well-formed JSON (no timing checks)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample" / "cifar2"
+RECIPE_KEYS = {"test_accuracy": float, "test_auc": float, "train_seconds": float,
+               "train_images_per_second": float, "peak_rss_mb": float, "epochs": int}
+
+
+def load_script(name: str):
+    """Import benchmarks/<name>.py as a module, leaving os.environ as it was."""
+    before = dict(os.environ)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    os.environ.clear()
+    os.environ.update(before)
+    return module
+
+
+@pytest.fixture(scope="module")
+def race():
+    return load_script("cifar2_race")
+
+
+def check_race_payload(payload: dict, seed_epochs: int, book_epochs: int) -> None:
+    """Every key the issue asks for, with sane types and ranges."""
+    assert set(payload["recipes"]) == {"seed", "book"}
+    for name, epochs in (("seed", seed_epochs), ("book", book_epochs)):
+        recipe = payload["recipes"][name]
+        for key, kind in RECIPE_KEYS.items():
+            assert isinstance(recipe[key], kind) or (kind is float and isinstance(recipe[key], int)), (name, key)
+        assert 0 <= recipe["test_accuracy"] <= 1 and 0 <= recipe["test_auc"] <= 1
+        assert recipe["train_seconds"] > 0 and recipe["train_images_per_second"] > 0
+        assert recipe["peak_rss_mb"] > 10 and recipe["epochs"] == epochs
+    assert payload["recipes"]["seed"]["parameters"] == 54_273
+    assert set(payload["ratios"]) == {"time", "error"}
+    assert payload["ratios"]["time"] > 0
+    for key in ("command", "date", "torch", "device", "cpu_count"):
+        assert payload[key], key
+    assert payload["command"].startswith("python benchmarks/cifar2_race.py")
+
+
+def test_race_on_the_sample_writes_the_json(race, tmp_path, capsys):
+    out = tmp_path / "race.json"
+    payload = race.main(["--data", str(SAMPLE), "--seed-epochs", "1", "--book-epochs", "1",
+                         "--json", str(out), "--device", "cpu"])
+    assert json.loads(out.read_text()) == payload
+    check_race_payload(payload, seed_epochs=1, book_epochs=1)
+    assert payload["test_images"] == 40 and payload["data"] == "data/sample/cifar2"
+    printed = capsys.readouterr().out
+    assert "seed" in printed and "book" in printed and "ratios" in printed
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_race_works_on_any_png_image_folder(race, tmp_path):
+    for split, per_class in (("train", 20), ("test", 6)):
+        for label, source in (("cats", "0_airplane"), ("dogs", "1_automobile")):
+            target = tmp_path / "pets" / split / label
+            target.mkdir(parents=True)
+            for jpg in sorted((SAMPLE / split / source).glob("*.jpg"))[:per_class]:
+                Image.open(jpg).save(target / f"{jpg.stem}.png")
+    payload = race.main(["--data", str(tmp_path / "pets"), "--seed-epochs", "1", "--book-epochs", "1",
+                         "--json", str(tmp_path / "pets.json")])
+    check_race_payload(payload, seed_epochs=1, book_epochs=1)
+    assert payload["test_images"] == 12
+
+
+def test_race_explains_a_wrong_data_folder(race, tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(SystemExit, match="no test/ folder.*--data DIR"):
+        race.main(["--data", str(tmp_path), "--json", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_race_ratio_handles_a_perfect_book():
+    race = load_script("cifar2_race")
+    assert race.ratio(0.2, 0.05) == 4.0
+    assert race.ratio(0.2, 0.0) is None
+
+
+@pytest.mark.skipif(not (REPO / "benchmarks" / "data_pipeline.py").exists(),
+                    reason="benchmarks/data_pipeline.py is not in this checkout")
+def test_data_pipeline_on_the_sample_writes_the_json(tmp_path):
+    out = tmp_path / "pipeline.json"
+    subprocess.run([sys.executable, "benchmarks/data_pipeline.py", "--data", str(SAMPLE), "--json", str(out),
+                    "--repeats", "1"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    payload = json.loads(out.read_text())
+    assert payload["images"] == 200 and payload["command"].startswith("python benchmarks/data_pipeline.py")
+    assert {"imagefolder_workers0", "imagefolder_workers2", "tensor_dataset"} <= set(payload["results"])
+    for result in payload["results"].values():
+        assert result["images_per_second"] > 0 and result["epoch_seconds"] > 0
+    assert isinstance(payload["ratios_vs_imagefolder_workers0"]["tensor_dataset"], (int, float))
+
+
+@pytest.fixture(scope="module")
+def book_time():
+    return load_script("book_time")
+
+
+def test_book_time_finds_chapters_by_short_name(book_time):
+    chapters = book_time.find_notebooks(None)
+    assert chapters and all(nb.name[:2].isdigit() for nb in chapters)
+    assert [nb.stem for nb in book_time.find_notebooks(["00_setup"])] == ["00_setup"]
+    assert [nb.stem for nb in book_time.find_notebooks(["00"])] == ["00_setup"]
+    with pytest.raises(SystemExit, match="choose from"):
+        book_time.find_notebooks(["99_missing"])
+
+
+def test_book_time_summary_checks_the_budgets(book_time):
+    quick = {"seconds": 10.0, "peak_rss_mb": 500.0, "ok": True, "within_limits": True}
+    slow = {"seconds": 700.0, "peak_rss_mb": 500.0, "ok": True, "within_limits": True}
+    summary = book_time.summarise({"a": {"fast": quick, "full": slow}, "b": {"fast": quick, "full": slow}})
+    assert summary["totals"]["fast_seconds"] == 20.0 and summary["totals"]["full_seconds"] == 1400.0
+    assert summary["all_within_limits"] is False  # 1400 s > 20 minutes for the whole book
+    assert book_time.summarise({"a": {"fast": quick}})["all_within_limits"] is True
+
+
+def test_book_time_runs_a_tiny_notebook(book_time, tmp_path):
+    notebook = tmp_path / "01_tiny.ipynb"
+    cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['BOOK_FAST'])")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
+    out = tmp_path / "book_time.json"
+    assert book_time.main(["--fast-only", "--notebooks", str(notebook), "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    run = payload["notebooks"]["01_tiny"]["fast"]
+    assert run["ok"] is True and run["seconds"] > 0 and run["peak_rss_mb"] > run["peak_process_rss_mb"] / 2
+    assert set(payload["totals"]) == {"fast_seconds", "fast_peak_rss_mb"}
