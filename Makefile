@@ -44,10 +44,11 @@ book-fast: .venv
 student: .venv
 	$(PY) tools/make_student.py
 
-bench: .venv
+# Prepares data/cifar2 first (a no-op when it is complete), like `make book`.
+bench: .venv data
 	$(PY) benchmarks/cifar2_race.py
 
-booktime: .venv
+booktime: .venv data
 	$(PY) benchmarks/book_time.py
 
 clean:
