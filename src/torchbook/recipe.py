@@ -4,7 +4,7 @@ What makes it fast and accurate on a laptop CPU, each idea measured in benchmark
 
 - decode every image once into a uint8 tensor, then augment whole batches on tensors
   (random horizontal flip + padded random crop) instead of PIL per image;
-- a small CNN with BatchNorm (conv-BN-ReLU blocks, widths 32-64-128, max-pooling), in
+- a small CNN with BatchNorm (conv-BN-ReLU blocks, widths 16-32-64, max-pooling), in
   channels-last memory format;
 - SGD with Nesterov momentum under a one-cycle schedule (linear warm-up, then cosine decay);
 - label smoothing: one logit with smoothed BCE targets (y * (1 - eps) + eps / 2), which is exactly
@@ -12,13 +12,15 @@ What makes it fast and accurate on a laptop CPU, each idea measured in benchmark
   sigmoid of their difference;
 - test-time augmentation: average the probabilities of each image and its mirror image.
 
-Public API: `RecipeConfig`, `build_model`, `train_recipe`, `predict_proba`, `evaluate`.
+Public API: `RecipeConfig`, `build_model`, `train_recipe`, `predict_proba`, `evaluate`; the pieces
+chapter 3 assembles with its `Trainer`: `model_on_device`, `prepare_batch`, `smoothed_targets`,
+`make_optimizer`, `one_cycle_lr`, `train_step`.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import pandas as pd
@@ -71,7 +73,7 @@ def conv_bn(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.
 class RecipeNet(nn.Module):
     """A small CNN: conv-BN-ReLU blocks, each followed by 2x2 max-pooling, then one logit."""
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128), num_outputs: int = 1,
+    def __init__(self, widths: Sequence[int] = (16, 32, 64), num_outputs: int = 1,
                  batch_norm: bool = True):
         super().__init__()
         blocks, in_channels = [], 3
