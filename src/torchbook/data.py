@@ -90,9 +90,16 @@ def image_files(folder: Path) -> list[Path]:
                       if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
 
 
+def count_images(folder: Path) -> int:
+    """Return how many image files ImageFolder would load from `folder`."""
+    with os.scandir(folder) as entries:
+        return sum(1 for e in entries if e.name.lower().endswith(IMG_EXTENSIONS) and e.is_file())
+
+
 def class_mismatch(split_dir: Path, classes: Sequence[str]) -> str:
     """Describe the missing and extra class folders of `split_dir` ('' when they match)."""
-    found = {e.name for e in os.scandir(split_dir) if e.is_dir()}
+    with os.scandir(split_dir) as entries:
+        found = {e.name for e in entries if e.is_dir()}
     missing = [c for c in classes if c not in found]
     extra = sorted(found - set(classes))
     return "; ".join(([f"missing classes: {', '.join(missing)}"] if missing else [])
@@ -112,8 +119,7 @@ def tree_problems(root: Path, classes: Sequence[str], counts: Optional[Counts]) 
         problems += [f"{split}/: {mismatch}"] if mismatch else []
         for cls in classes if counts else []:
             folder = root / split / cls
-            found = len(image_files(folder)) if folder.is_dir() else 0
-            if folder.is_dir() and found != counts[split]:
+            if folder.is_dir() and (found := count_images(folder)) != counts[split]:
                 problems.append(f"{split}/{cls} has {found} images, expected {counts[split]}")
     return problems
 
