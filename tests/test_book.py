@@ -191,6 +191,17 @@ def test_chapter_times_formats_measured_fast_full_and_gpu(tmp_path: Path,
     assert "not measured" in book.chapter_times("09_nothing")
 
 
+def test_read_book_times_reads_benchmarks_book_time_format(tmp_path: Path) -> None:
+    """benchmarks/book_time.py's JSON: notebooks -> stem -> mode -> run; failed runs do not count."""
+    path = tmp_path / "book_time.json"
+    path.write_text(json.dumps({"command": "python benchmarks/book_time.py", "limits": {"x": 1},
+                                "notebooks": {"02_models": {"fast": {"seconds": 9.5, "ok": True},
+                                                            "full": {"seconds": 30.0, "ok": False}}}}))
+    times = book.read_book_times(path)
+    assert list(times) == ["02_models"]
+    assert book.chapter_seconds(times["02_models"]) == {"fast": 9.5, "full": None, "gpu": None}
+
+
 def test_read_book_times_accepts_a_list_and_a_missing_file(tmp_path: Path) -> None:
     """A list of chapter entries is keyed by notebook stem; no file gives {}."""
     path = tmp_path / "book_time.json"

@@ -65,15 +65,17 @@ def read_book_times(path: str | None = None) -> dict:
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
-    chapters = data.get("chapters", data) if isinstance(data, dict) else {}
+    chapters = (data.get("notebooks") or data.get("chapters") or {}) if isinstance(data, dict) else {}
     if isinstance(chapters, list):
         chapters = {c.get("chapter", c.get("stem", c.get("notebook", ""))): c for c in chapters}
     return {Path(str(k)).stem: v for k, v in chapters.items() if isinstance(v, dict)}
 
 
 def _seconds(value: object) -> float | None:
-    """Return a number of seconds from a float or a {'seconds': ...} entry, else None."""
+    """Return a number of seconds from a float or a {'seconds': ...} run (None if it failed)."""
     if isinstance(value, dict):
+        if value.get("ok") is False:
+            return None
         value = value.get("seconds", value.get("wall_seconds"))
     return float(value) if isinstance(value, (int, float)) else None
 
