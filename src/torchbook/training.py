@@ -4,6 +4,7 @@
 - `train_epoch`, `valid_epoch`: one pass over a loader, metrics over the whole epoch.
 - `fit_epoch`, `train_model`: train and validate epoch after epoch; a pandas history, one row per
   epoch (epoch, train_loss, train_acc, valid_loss, valid_acc, valid_auc, lr, seconds).
+- `warmup_cosine_schedule`: linear warm-up, then cosine decay, stepped after every batch.
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
   used by later chapters.
 
@@ -105,6 +106,16 @@ def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable
         bar.set_postfix(valid_auc=f"{row['valid_auc']:.3f}")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                           warmup_fraction: float = 0.25, start_factor: float = 0.1):
+    """Per-step schedule: linear warm-up from start_factor * lr to lr, then cosine decay to 0."""
+    warmup_steps = max(1, round(total_steps * warmup_fraction))
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=start_factor,
+                                               total_iters=warmup_steps)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps))
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
 class Callback:

@@ -1,0 +1,227 @@
+"""Tests for torchbook.training: steps, epochs, train_model, Trainer and its callbacks."""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from torchbook import training
+from torchbook.recipe import one_cycle_lr
+from torchbook.training import (Callback, CheckpointCallback, LoggingCallback, Trainer, train_epoch,
+                                train_model, train_step, valid_epoch, valid_step, warmup_cosine_schedule)
+
+CHAPTER = Path(__file__).resolve().parents[1] / "notebooks" / "03_training_loops.ipynb"
+COLUMNS = ["epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "valid_auc", "lr", "seconds"]
+CPU = torch.device("cpu")
+
+
+def toy_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linearly separable points: class 1 where x0 + x1 > 0, targets as [n, 1] floats."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=generator)
+    y = (x.sum(dim=1, keepdim=True) > 0).float()
+    return x, y
+
+
+def toy_loader(n: int = 256, seed: int = 0, batch_size: int = 32, shuffle: bool = True):
+    """A DataLoader over toy_data, shuffled with its own seeded generator."""
+    x, y = toy_data(n, seed)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size,
+                                       shuffle=shuffle, generator=generator)
+
+
+def toy_model(seed: int = 0) -> nn.Module:
+    """A tiny MLP with dropout (so that train/eval mode matters), one logit."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1))
+
+
+def fit_toy(epochs: int = 8, seed: int = 0) -> pd.DataFrame:
+    """Train the toy model with train_model, no progress bar."""
+    model = toy_model(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    return train_model(model, toy_loader(seed=seed), toy_loader(128, seed=1, shuffle=False),
+                       nn.BCEWithLogitsLoss(), optimizer, epochs, CPU, progress=False)
+
+
+def test_train_step_updates_the_weights_and_returns_detached_tensors() -> None:
+    """One step changes the parameters and lowers the loss on the same batch."""
+    model = toy_model()
+    batch = toy_data(64, 0)
+    loss_fn, optimizer = nn.BCEWithLogitsLoss(), torch.optim.SGD(model.parameters(), lr=0.5)
+    before = [p.clone() for p in model.parameters()]
+    loss, logits = train_step(model, batch, loss_fn, optimizer, CPU)
+    assert logits.shape == (64, 1) and loss.ndim == 0
+    assert not loss.requires_grad and not logits.requires_grad
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    model.eval()
+    assert loss_fn(model(batch[0]), batch[1]) < loss
+
+
+def test_valid_step_does_not_track_gradients_or_change_weights() -> None:
+    """valid_step only computes: no graph, no update."""
+    model = toy_model().eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    loss, logits = valid_step(model, toy_data(16, 0), nn.BCEWithLogitsLoss(), CPU)
+    assert not loss.requires_grad and not logits.requires_grad
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_epoch_metrics_are_computed_over_the_whole_epoch() -> None:
+    """valid_epoch's loss is the loss of all images at once, not a mean of unequal batches."""
+    model = toy_model().eval()
+    x, y = toy_data(100, 3)
+    loader = [(x[:64], y[:64]), (x[64:], y[64:])]  # unequal batches: 64 and 36
+    metrics = valid_epoch(model, loader, nn.BCEWithLogitsLoss(), CPU)
+    with torch.no_grad():
+        logits = model(x)
+    assert metrics["valid_loss"] == pytest.approx(nn.BCEWithLogitsLoss()(logits, y).item(), rel=1e-6)
+    assert metrics["valid_acc"] == pytest.approx(((logits > 0).float() == y).float().mean().item())
+    assert set(metrics) == {"valid_loss", "valid_acc", "valid_auc"}
+
+
+def test_train_epoch_sets_train_mode_and_steps_the_scheduler_every_batch() -> None:
+    """The model trains in train mode, and a per-step schedule moves once per batch."""
+    model = toy_model().eval()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    metrics = train_epoch(model, toy_loader(256, batch_size=64), nn.BCEWithLogitsLoss(), optimizer, CPU,
+                          scheduler)
+    assert model.training
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 ** 4)  # 256 / 64 = 4 steps
+    assert set(metrics) == {"train_loss", "train_acc"}
+
+
+def test_train_model_learns_a_separable_problem() -> None:
+    """On linearly separable points the loss falls and validation accuracy exceeds 0.9."""
+    history = fit_toy()
+    assert list(history.columns) == COLUMNS
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
+    assert history["valid_loss"].iloc[-1] < history["valid_loss"].iloc[0]
+    assert history["valid_acc"].iloc[-1] > 0.9
+    assert history["train_acc"].iloc[-1] > 0.9
+    assert history["valid_auc"].iloc[-1] > 0.95
+    assert (history["lr"] == 0.5).all() and (history["seconds"] > 0).all()
+
+
+def test_two_seeded_runs_give_the_same_history() -> None:
+    """Same seeds, same history (up to the wall time); another seed, another history."""
+    first, second, other = fit_toy(3, seed=0), fit_toy(3, seed=0), fit_toy(3, seed=5)
+    pd.testing.assert_frame_equal(first.drop(columns="seconds"), second.drop(columns="seconds"))
+    assert not first["train_loss"].equals(other["train_loss"])
+
+
+def test_trainer_fits_evaluates_and_predicts(capsys: pytest.CaptureFixture) -> None:
+    """Trainer learns the toy problem, logs each epoch, and continues its history on a second fit."""
+    model = toy_model()
+    trainer = Trainer(model, nn.BCEWithLogitsLoss(), torch.optim.SGD(model.parameters(), lr=0.5),
+                      device="cpu", callbacks=[LoggingCallback(every=2)], progress=False)
+    valid = toy_loader(128, seed=1, shuffle=False)
+    history = trainer.fit(toy_loader(), valid, epochs=4)
+    assert list(history.columns) == COLUMNS and len(history) == 4
+    logged = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in logged] == ["2", "4"] and "valid_auc" in logged[0]
+    history = trainer.fit(toy_loader(), valid, epochs=3)
+    assert history["epoch"].tolist() == list(range(1, 8))
+    metrics = trainer.evaluate(valid)
+    assert set(metrics) == {"loss", "acc", "auc"} and metrics["acc"] > 0.9
+    assert metrics["acc"] == pytest.approx(history["valid_acc"].iloc[-1])
+    logits = trainer.predict(valid)
+    assert logits.shape == (128, 1)
+
+
+def test_checkpoint_callback_keeps_and_saves_the_best_state(tmp_path: Path) -> None:
+    """The callback saves the weights of the best epoch by the monitored metric; they reload."""
+    path = tmp_path / "models" / "best.pt"
+    checkpoint = CheckpointCallback(path, monitor="valid_loss", mode="min")
+    model = toy_model()
+    trainer = Trainer(model, nn.BCEWithLogitsLoss(), torch.optim.SGD(model.parameters(), lr=0.5),
+                      device="cpu", callbacks=[checkpoint], progress=False)
+    valid = toy_loader(128, seed=1, shuffle=False)
+    history = trainer.fit(toy_loader(), valid, epochs=5)
+    best = history.loc[history["valid_loss"].idxmin()]
+    assert checkpoint.best_epoch == best["epoch"] and checkpoint.best_score == best["valid_loss"]
+    fresh = toy_model(seed=9)
+    fresh.load_state_dict(torch.load(path))  # weights_only=True: a plain state_dict loads
+    assert all(torch.equal(v, checkpoint.best_state[k]) for k, v in fresh.state_dict().items())
+    fresh_trainer = Trainer(fresh, nn.BCEWithLogitsLoss(), torch.optim.SGD(fresh.parameters(), lr=0.5),
+                            device="cpu", progress=False)
+    assert fresh_trainer.evaluate(valid)["loss"] == pytest.approx(best["valid_loss"], rel=1e-6)
+
+
+def test_checkpoint_callback_ignores_worse_and_nan_scores() -> None:
+    """Only improvements count; NaN (e.g. AUC of a one-class set) never does."""
+    checkpoint = CheckpointCallback(monitor="valid_auc")
+    assert checkpoint.is_better(0.5)
+    checkpoint.best_score = 0.8
+    assert not checkpoint.is_better(0.7) and not checkpoint.is_better(float("nan"))
+    assert checkpoint.is_better(0.9)
+    with pytest.raises(ValueError):
+        CheckpointCallback(mode="best")
+    with pytest.raises(RuntimeError):
+        CheckpointCallback().restore_best(toy_model())
+
+
+def test_a_callback_can_stop_training_early() -> None:
+    """Setting trainer.stop_training in on_epoch_end ends fit after that epoch."""
+
+    class StopAfterTwo(Callback):
+        def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+            trainer.stop_training = row["epoch"] >= 2
+
+    model = toy_model()
+    trainer = Trainer(model, nn.BCEWithLogitsLoss(), torch.optim.SGD(model.parameters(), lr=0.5),
+                      device="cpu", callbacks=[StopAfterTwo()], progress=False)
+    assert len(trainer.fit(toy_loader(), toy_loader(64, seed=1), epochs=10)) == 2
+
+
+def test_warmup_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    """lr goes 0.1 * lr -> lr over the first quarter of the steps, then follows a cosine to 0."""
+    optimizer = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.2)
+    schedule = warmup_cosine_schedule(optimizer, total_steps=100, warmup_fraction=0.25)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.02) and max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 25
+    assert lrs[-1] < 0.001 and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))
+    assert lrs[62] == pytest.approx(0.1, rel=0.05)  # half-way through the cosine: half the peak
+    assert lrs == pytest.approx([0.2 * one_cycle_lr(step, 100, 0.25) for step in range(100)])
+
+
+def _definitions_in_notebook(path: Path) -> dict[str, str]:
+    """Map each top-level def/class name in the notebook's code cells to its source (decorators too)."""
+    found = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        lines = cell.source.splitlines()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])  # with decorators
+                found[node.name] = "\n".join(lines[start - 1:node.end_lineno])
+    return found
+
+
+@pytest.mark.parametrize("name", ["train_step", "valid_step", "train_epoch", "valid_epoch", "fit_epoch",
+                                  "train_model", "warmup_cosine_schedule"])
+def test_chapter_teaches_the_package_code(name: str) -> None:
+    """The loop chapter 3 teaches inline is the loop torchbook.training ships."""
+    taught = _definitions_in_notebook(CHAPTER)
+    assert name in taught, f"chapter 3 does not define {name}"
+    package = inspect.getsource(getattr(training, name))
+    assert textwrap.dedent(taught[name]).strip() == package.strip()
