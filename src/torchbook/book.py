@@ -103,8 +103,8 @@ def chapter_times(chapter_stem: str) -> str:
     if seconds["fast"] is not None:
         parts.append(f"{_duration(seconds['fast'])} in fast mode")
     if not parts:
-        return "Run time: not measured yet (`make booktime` measures every chapter)."
+        return "Run time: not measured yet (make booktime measures every chapter)."
     line = "Run time on a 2-core CPU: " + ", ".join(parts)
     if seconds["gpu"] is not None:
         line += f"; {_duration(seconds['gpu'])} on a GPU (full data)"
-    return line + " (measured by `make booktime`)."
+    return line + " (measured by make booktime)."
