@@ -155,12 +155,18 @@ def chapter_link(row: dict) -> str:
     return f"{row['number']} {row['title']} *(coming)*"
 
 
+def run_time_note(row: dict) -> str:
+    """Return ' (about 4.2 min on a 2-core CPU)' for a chapter measured on full data, else ''."""
+    seconds = row.get("full_seconds")
+    return f" (about {format_seconds(seconds)} on a 2-core CPU)" if seconds else ""
+
+
 def chapter_map_md(rows: list[dict]) -> str:
     """Return the front page's chapter map: parts, then chapters, coming ones marked."""
     lines = []
     for part in PARTS:
         lines.append(f"**{part}**\n")
-        lines += [f"- {chapter_link(r)}" for r in rows if r["part"] == part]
+        lines += [f"- {chapter_link(r)}{run_time_note(r)}" for r in rows if r["part"] == part]
         lines.append("")
     return "\n".join(lines)
 
