@@ -144,6 +144,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds (best kept)")
     parser.add_argument("--images", type=int, default=2560, help="training images per speed round")
     parser.add_argument("--speed-only", action="store_true", help="skip the full training runs")
+    parser.add_argument("--quality-only", action="store_true", help="skip the speed rounds")
+    parser.add_argument("--merge", action="store_true",
+                        help="update the variants already in --json instead of starting afresh")
     return parser.parse_args(argv)
 
 
@@ -152,21 +155,28 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     train_images, train_labels, _ = load_image_folder_as_tensors(args.data / "train")
     test_images, test_labels, _ = load_image_folder_as_tensors(args.data / "test")
-    speed = measure_speed(args.variants, train_images, train_labels, args.images, args.rounds)
-    results = {}
-    for name in args.variants:
-        quality = {} if args.speed_only else measure_quality(
-            name, (train_images, train_labels), (test_images, test_labels))
-        results[name] = {"change": VARIANTS[name][0], "train_images_per_second": round(speed[name], 1),
-                         "speed_vs_book": round(speed[name] / speed["book"], 3) if "book" in speed else None,
-                         **quality}
+    command = " ".join(["python", "benchmarks/recipe_ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    payload = {"commands": [], "variants": {}}
+    if args.merge and args.json.is_file():
+        payload = json.loads(args.json.read_text())
+    payload.update({"date": dt.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
+                    "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "book_config": BOOK.to_dict()})
+    payload["commands"] = [*payload.get("commands", []), command]
+    results = payload["variants"]
+    if not args.quality_only:
+        speed = measure_speed(args.variants, train_images, train_labels, args.images, args.rounds)
+        for name in args.variants:
+            results.setdefault(name, {}).update({
+                "change": VARIANTS[name][0], "train_images_per_second": round(speed[name], 1),
+                "speed_vs_book": round(speed[name] / speed["book"], 3) if "book" in speed else None})
+        write_json_atomically(args.json, payload)
+    for name in ([] if args.speed_only else args.variants):
+        results.setdefault(name, {"change": VARIANTS[name][0]}).update(
+            measure_quality(name, (train_images, train_labels), (test_images, test_labels)))
         print(json.dumps({name: results[name]}), flush=True)
-    payload = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-               "date": dt.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
-               "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-               "book_config": BOOK.to_dict(), "variants": results}
-    write_json_atomically(args.json, payload)
+        write_json_atomically(args.json, payload)  # after every variant: a crash keeps the rest
+    print(json.dumps(results, indent=1))
     return payload
 
 

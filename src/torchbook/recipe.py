@@ -226,7 +226,7 @@ def predict_proba(model: nn.Module, images: torch.Tensor, device: Optional[torch
         p = torch.sigmoid(model(x))
         if tta:
             p = (p + torch.sigmoid(model(x.flip(3)))) / 2
-        probabilities.append(p.view(-1).cpu())
+        probabilities.append(p.view(-1).float().cpu())  # float32 even under bf16 autocast
     return torch.cat(probabilities) if probabilities else torch.empty(0)
 
 
