@@ -26,7 +26,7 @@ def test_chapter_footer_says_date_data_and_time(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("BOOK_FAST", fast)
     monkeypatch.setenv("BOOK_DEVICE", "cpu")
     footer = book.chapter_footer()
-    assert footer.startswith(f"Executed with torchbook {torchbook.__version__}, torch {torch.__version__}, "
-                             f"on {dt.date.today().isoformat()}")
+    assert footer.startswith(f"Executed with torchbook {torchbook.__version__}, torch {torch.__version__} "
+                             f"(torchvision {torchvision.__version__}), on {dt.date.today().isoformat()}")
     assert words in footer
     assert re.search(r"\d+ s\)\.$", footer)

@@ -36,7 +36,8 @@ def chapter_footer() -> str:
     """Return the closing line of a chapter: versions, date, device, data and run time."""
     today = _dt.date.today().isoformat()
     return (
-        f"Executed with torchbook {torchbook.__version__}, torch {torch.__version__}, on {today} "
+        f"Executed with torchbook {torchbook.__version__}, torch {torch.__version__} "
+        f"(torchvision {torchvision.__version__}), on {today} "
         f"({get_device().type}, {data_mode()}, {elapsed_seconds():.0f} s)."
     )
 
