@@ -8,7 +8,7 @@
    timed separately as `decode_seconds`), then DataLoader(TensorImageDataset) with the batch-level
    `random_flip_crop` and `normalize_images` on each batch.
 5. `tensor_batches`: the same decoded tensor, batched by `TensorBatches` (no DataLoader), same
-   augmentation.
+   augmentation: the book's fast path, which must be at least 10x `imagefolder_workers0`.
 
 Every pipeline shuffles and uses batches of 50. Each epoch is timed `--repeats` times and the median
 is kept. PyTorch runs on `--threads` threads (default 1, as in a DataLoader worker): the tensor
@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         "data": display_path(args.data),
     }
     report.update(run(args.data, args.batch_size, args.repeats))
-    ratio = report["ratios_vs_imagefolder_workers0"]["tensor_dataset"]
-    report["tensor_dataset_at_least_10x"] = ratio >= TARGET_RATIO
-    print(f"tensor dataset vs ImageFolder (num_workers=0): {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x)")
+    ratios = report["ratios_vs_imagefolder_workers0"]
+    report["tensor_batches_at_least_10x"] = ratios["tensor_batches"] >= TARGET_RATIO
+    print(f"vs ImageFolder (num_workers=0): TensorBatches (the book's fast path) {ratios['tensor_batches']:.1f}x "
+          f"(target >= {TARGET_RATIO:.0f}x), DataLoader over the tensor {ratios['tensor_dataset']:.1f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {display_path(args.json)}")
