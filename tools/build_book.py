@@ -40,12 +40,12 @@ PLAN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "02": (PARTS[1], "Models three ways", ("01",)),
     "03": (PARTS[1], "Training loops", ("01", "02")),
     "04": (PARTS[2], "Evaluating a classifier", ("03",)),
-    "05": (PARTS[2], "What the network learned", ("03",)),
-    "06": (PARTS[2], "Saving, loading and exporting models", ("03",)),
-    "07": (PARTS[3], "Ten classes: CIFAR-10", ("03",)),
-    "08": (PARTS[3], "Transfer learning with pretrained models", ("03", "07")),
-    "09": (PARTS[3], "Training faster on the hardware you have", ("03",)),
-    "10": (PARTS[3], "Reusing trained models", ("06", "08")),
+    "05": (PARTS[2], "Saving and loading models", ("03",)),
+    "06": (PARTS[2], "Feature maps with hooks", ("02", "05")),
+    "07": (PARTS[3], "A ResNet from scratch", ("03",)),
+    "08": (PARTS[3], "Ten classes: CIFAR-10", ("03", "07")),
+    "09": (PARTS[3], "How learning works", ("03",)),
+    "10": (PARTS[3], "Reusing trained models", ("05", "08")),
 }
 
 
