@@ -5,8 +5,9 @@ Two measurements per variant (one idea changed from the book's `RecipeConfig`):
 - speed: training images per second over `--steps` optimisation steps (after 3 warm-up steps),
   repeated `--rounds` times with the variants interleaved (A B C A B C ...); the best round is
   kept, because other processes on a shared machine can only slow a round down;
-- quality (unless `--speed-only`): a full training run from scratch, then test accuracy and ROC AUC
-  (with and without test-time flip averaging) and the training wall time.
+- quality (unless `--speed-only`): a full training run from scratch per seed (`--seeds`), then test
+  accuracy and ROC AUC (with and without test-time flip averaging) and the training wall time; the
+  entry keeps every run and their mean.
 
 Usage (from the repository root):
 
@@ -109,10 +110,10 @@ def measure_speed(names: list[str], images: torch.Tensor, labels: torch.Tensor, 
     return best
 
 
-def measure_quality(name: str, train: tuple, test: tuple) -> dict:
-    """Train the variant from scratch; return its training seconds and test metrics."""
+def measure_quality(name: str, train: tuple, test: tuple, seed: int = 0) -> dict:
+    """Train the variant from scratch with `seed`; return its training seconds and test metrics."""
     _, changes, extra = VARIANTS[name]
-    config = dataclasses.replace(BOOK, **changes)
+    config = dataclasses.replace(BOOK, seed=seed, **changes)
     if extra == "compile":
         return {}
     with variant_context(extra):
@@ -125,6 +126,22 @@ def measure_quality(name: str, train: tuple, test: tuple) -> dict:
             "test_accuracy": round(with_tta["accuracy"], 4), "test_auc": round(with_tta["auc"], 4),
             "test_accuracy_no_tta": round(without_tta["accuracy"], 4),
             "test_auc_no_tta": round(without_tta["auc"], 4)}
+
+
+QUALITY_KEYS = ("train_seconds", "test_accuracy", "test_auc", "test_accuracy_no_tta", "test_auc_no_tta")
+
+
+def record_quality(entry: dict, seed: int, quality: dict) -> None:
+    """Add one seed's run to a variant's entry; its top-level metrics become the mean over seeds."""
+    if not quality:
+        return
+    runs = entry.setdefault("runs", [])
+    if not runs and "test_accuracy" in entry:  # an entry written before runs were kept: seed 0
+        runs.append({"seed": 0, **{key: entry[key] for key in QUALITY_KEYS if key in entry}})
+    runs[:] = [run for run in runs if run["seed"] != seed] + [{"seed": seed, **quality}]
+    for key in QUALITY_KEYS:
+        entry[key] = round(sum(run[key] for run in runs) / len(runs), 4)
+    entry["seeds"] = len(runs)
 
 
 def write_json_atomically(path: Path, payload: dict) -> None:
@@ -144,6 +161,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved speed rounds (best kept)")
     parser.add_argument("--images", type=int, default=2560, help="training images per speed round")
     parser.add_argument("--speed-only", action="store_true", help="skip the full training runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds of the quality runs (metrics: the mean over seeds)")
     parser.add_argument("--quality-only", action="store_true", help="skip the speed rounds")
     parser.add_argument("--merge", action="store_true",
                         help="update the variants already in --json instead of starting afresh")
@@ -171,11 +190,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "change": VARIANTS[name][0], "train_images_per_second": round(speed[name], 1),
                 "speed_vs_book": round(speed[name] / speed["book"], 3) if "book" in speed else None})
         write_json_atomically(args.json, payload)
-    for name in ([] if args.speed_only else args.variants):
-        results.setdefault(name, {"change": VARIANTS[name][0]}).update(
-            measure_quality(name, (train_images, train_labels), (test_images, test_labels)))
-        print(json.dumps({name: results[name]}), flush=True)
-        write_json_atomically(args.json, payload)  # after every variant: a crash keeps the rest
+    for seed in args.seeds:
+        for name in ([] if args.speed_only else args.variants):
+            quality = measure_quality(name, (train_images, train_labels), (test_images, test_labels), seed)
+            record_quality(results.setdefault(name, {"change": VARIANTS[name][0]}), seed, quality)
+            print(json.dumps({name: {"seed": seed, **quality}}), flush=True)
+            write_json_atomically(args.json, payload)  # after every run: a crash keeps the rest
     print(json.dumps(results, indent=1))
     return payload
 

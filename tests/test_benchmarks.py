@@ -137,3 +137,17 @@ def test_book_time_runs_a_tiny_notebook(book_time, tmp_path):
     run = payload["notebooks"]["01_tiny"]["fast"]
     assert run["ok"] is True and run["seconds"] > 0 and run["peak_rss_mb"] > run["peak_process_rss_mb"] / 2
     assert set(payload["totals"]) == {"fast_seconds", "fast_peak_rss_mb"}
+
+
+def test_ablation_averages_quality_over_seeds():
+    ablation = load_script("recipe_ablation")
+    entry = {"change": "x", "train_seconds": 10.0, "test_accuracy": 0.96, "test_auc": 0.99,
+             "test_accuracy_no_tta": 0.95, "test_auc_no_tta": 0.98}
+    run = {"train_seconds": 20.0, "test_accuracy": 0.98, "test_auc": 0.99,
+           "test_accuracy_no_tta": 0.97, "test_auc_no_tta": 0.99}
+    ablation.record_quality(entry, 1, run)
+    assert entry["seeds"] == 2 and [r["seed"] for r in entry["runs"]] == [0, 1]
+    assert entry["test_accuracy"] == pytest.approx(0.97) and entry["train_seconds"] == pytest.approx(15.0)
+    ablation.record_quality(entry, 1, {**run, "test_accuracy": 0.96})  # a re-run replaces seed 1
+    assert entry["seeds"] == 2 and entry["test_accuracy"] == pytest.approx(0.96)
+    assert set(ablation.VARIANTS) >= {"book", "no_channels_last", "no_batch_norm", "one_thread"}
