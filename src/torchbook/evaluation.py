@@ -1,7 +1,7 @@
 """Epoch-level metrics for a one-logit classifier (chapter 3), and a plot of training histories.
 
 - `accuracy_from_logits`: share of correct answers, the logit's sign deciding the class.
-- `roc_auc`: ROC AUC of logits or probabilities over a whole epoch (`sklearn.metrics.roc_auc_score`).
+- `roc_auc`: ROC AUC of logits or probabilities over a whole epoch (sklearn's `roc_auc_score`).
 - `mean_batch_auc`: the biased alternative, the mean of per-batch AUCs (shown in chapter 3).
 - `predict_logits`: run a model over a loader and collect every output and target.
 - `plot_history`: train and validation curves of a history DataFrame, one panel per metric.
@@ -46,7 +46,7 @@ def mean_batch_auc(scores: torch.Tensor, targets: torch.Tensor, batch_size: int)
 @torch.no_grad()
 def predict_logits(model: nn.Module, loader: Iterable, device: torch.device | str = "cpu"
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the model in eval mode over batches (x, y); return all logits and targets, on the CPU."""
+    """Run the model in eval mode over batches (x, y); return all logits and targets (CPU)."""
     model.eval()
     logits, targets = [], []
     for x, y in loader:
@@ -57,7 +57,7 @@ def predict_logits(model: nn.Module, loader: Iterable, device: torch.device | st
 
 def plot_history(history: pd.DataFrame, metrics: Sequence[str] = ("loss", "acc", "auc"),
                  title: str | None = None) -> plt.Figure:
-    """Plot train_/valid_ columns of a history per epoch, one titled and labelled panel per metric."""
+    """Plot a history's train_/valid_ columns per epoch, one titled, labelled panel per metric."""
     metrics = [m for m in metrics if {f"train_{m}", f"valid_{m}", m} & set(history.columns)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):

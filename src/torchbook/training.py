@@ -30,7 +30,8 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def train_step(model: nn.Module, batch: Sequence[torch.Tensor], loss_fn: LossFn,
-               optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+               optimizer: torch.optim.Optimizer,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step on a batch (x, y); return its loss and logits, detached."""
     x, y = batch[0].to(device), batch[1].to(device)
     logits = model(x)
@@ -50,8 +51,9 @@ def valid_step(model: nn.Module, batch: Sequence[torch.Tensor], loss_fn: LossFn,
     return loss_fn(logits, y), logits
 
 
-def train_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-                device: torch.device, scheduler=None) -> dict[str, float]:
+def train_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn,
+                optimizer: torch.optim.Optimizer, device: torch.device,
+                scheduler=None) -> dict[str, float]:
     """Train on every batch of the loader once; return the epoch's loss and accuracy."""
     model.train()
     total_loss, logits, targets = 0.0, [], []
@@ -83,9 +85,10 @@ def valid_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn,
             "valid_auc": roc_auc(logits, targets)}
 
 
-def fit_epoch(model: nn.Module, train_loader: Iterable, valid_loader: Iterable, loss_fn: LossFn,
-              optimizer: torch.optim.Optimizer, device: torch.device, scheduler=None) -> dict[str, float]:
-    """Train one epoch, then validate; return the metrics, the starting lr and the seconds taken."""
+def fit_epoch(model: nn.Module, train_loader: Iterable, valid_loader: Iterable,
+              loss_fn: LossFn, optimizer: torch.optim.Optimizer, device: torch.device,
+              scheduler=None) -> dict[str, float]:
+    """Train one epoch, then validate; return the metrics, the starting lr and the time."""
     start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
     row = train_epoch(model, train_loader, loss_fn, optimizer, device, scheduler)
     row.update(valid_epoch(model, valid_loader, loss_fn, device))
@@ -93,16 +96,17 @@ def fit_epoch(model: nn.Module, train_loader: Iterable, valid_loader: Iterable, 
     return row
 
 
-def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable, loss_fn: LossFn,
-                optimizer: torch.optim.Optimizer, epochs: int, device: torch.device,
-                scheduler=None, progress: bool = True) -> pd.DataFrame:
+def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable,
+                loss_fn: LossFn, optimizer: torch.optim.Optimizer, epochs: int,
+                device: torch.device, scheduler=None, progress: bool = True) -> pd.DataFrame:
     """Train and validate for `epochs` epochs; return the history, one row per epoch."""
     model.to(device)
     rows = []
     bar = tqdm(range(1, epochs + 1), desc="epochs", unit="epoch", disable=not progress)
     for epoch in bar:
         row = {"epoch": epoch}
-        row.update(fit_epoch(model, train_loader, valid_loader, loss_fn, optimizer, device, scheduler))
+        row.update(fit_epoch(model, train_loader, valid_loader, loss_fn, optimizer, device,
+                             scheduler))
         bar.set_postfix(valid_auc=f"{row['valid_auc']:.3f}")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -112,10 +116,10 @@ def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
                            warmup_fraction: float = 0.25, start_factor: float = 0.1):
     """Per-step schedule: linear warm-up from start_factor * lr to lr, then cosine decay to 0."""
     warmup_steps = max(1, round(total_steps * warmup_fraction))
-    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=start_factor,
-                                               total_iters=warmup_steps)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps))
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+    schedulers = torch.optim.lr_scheduler
+    warmup = schedulers.LinearLR(optimizer, start_factor=start_factor, total_iters=warmup_steps)
+    cosine = schedulers.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps))
+    return schedulers.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
 
 
 class Callback:
@@ -148,7 +152,8 @@ class LoggingCallback(Callback):
 class CheckpointCallback(Callback):
     """Keep the model's best state_dict by a monitored metric; also save it to `path` if given."""
 
-    def __init__(self, path: str | Path | None = None, monitor: str = "valid_auc", mode: str = "max"):
+    def __init__(self, path: str | Path | None = None, monitor: str = "valid_auc",
+                 mode: str = "max"):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
         self.path = Path(path) if path is not None else None
@@ -167,7 +172,8 @@ class CheckpointCallback(Callback):
         """Copy (and save) the model's weights when the monitored metric improves."""
         if self.is_better(row[self.monitor]):
             self.best_score, self.best_epoch = row[self.monitor], row["epoch"]
-            self.best_state = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
+            state = trainer.model.state_dict()
+            self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(self.best_state, self.path)
@@ -206,11 +212,12 @@ class Trainer:
         self.last_epoch = first + epochs - 1
         for callback in self.callbacks:
             callback.on_fit_start(self)
-        bar = tqdm(range(first, first + epochs), desc="epochs", unit="epoch", disable=not self.progress)
+        bar = tqdm(range(first, first + epochs), desc="epochs", unit="epoch",
+                   disable=not self.progress)
         for epoch in bar:
             row = {"epoch": epoch}
-            row.update(fit_epoch(self.model, train_loader, valid_loader, self.loss_fn, self.optimizer,
-                                 self.device, self.scheduler))
+            row.update(fit_epoch(self.model, train_loader, valid_loader, self.loss_fn,
+                                 self.optimizer, self.device, self.scheduler))
             bar.set_postfix(valid_auc=f"{row['valid_auc']:.3f}")
             self.rows.append(row)
             for callback in self.callbacks:
