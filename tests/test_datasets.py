@@ -1,12 +1,9 @@
 """Tests for torchbook.datasets: the datasets, loaders and transforms of chapter 1."""
 from __future__ import annotations
 
-import ast
-import inspect
 import pickle
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -14,6 +11,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from taught_code import assert_taught_as_shipped
 from torchbook import datasets as tb_datasets
 from torchbook.datasets import (CIFAR2_MEAN, CIFAR2_STD, CsvImageDataset, TensorBatches,
                                 TensorImageDataset, WindowDataset, channel_mean_std, decode_rgb,
@@ -302,26 +300,8 @@ def test_normalize_images_matches_torchvision_normalize(sample_tensors) -> None:
     assert denormalize_images(torch.full((1, 3, 2, 2), 100.0)).max() == 1.0  # clamped for display
 
 
-# ---------------------------------------------------------------- the chapter teaches this code
-def _definitions_in_notebook(path: Path) -> dict[str, str]:
-    """Source of every top-level function and class defined in the notebook's code cells."""
-    found = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code" or "solution" in cell.metadata.get("tags", []):
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:  # IPython magics (the Colab cell)
-            continue
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                found[node.name] = ast.get_source_segment(cell.source, node, padded=True)
-    return found
-
 
 @pytest.mark.parametrize("name", TAUGHT)
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The chapter's inline definition is exactly torchbook.datasets' source."""
-    taught = _definitions_in_notebook(CHAPTER)
-    assert name in taught, f"chapter 1 does not define {name}"
-    assert taught[name].strip() == inspect.getsource(getattr(tb_datasets, name)).strip()
+    assert_taught_as_shipped("01_data_pipelines", tb_datasets, name)

@@ -1,19 +1,16 @@
 """Tests for torchbook.evaluation: epoch-level metrics, prediction and history plots."""
 from __future__ import annotations
 
-import ast
-import inspect
 import math
-import textwrap
 from pathlib import Path
 
 import matplotlib
-import nbformat
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from taught_code import assert_taught_as_shipped
 from torchbook import evaluation
 from torchbook.evaluation import (accuracy_from_logits, mean_batch_auc, plot_history, predict_logits,
                                   roc_auc)
@@ -105,28 +102,9 @@ def test_plot_history_draws_train_and_valid_per_metric() -> None:
     matplotlib.pyplot.close(fig)
 
 
-def _definitions_in_notebook(path: Path) -> dict[str, str]:
-    """Map each top-level def/class name in the notebook's code cells to its source (decorators too)."""
-    found = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        lines = cell.source.splitlines()
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                start = min([node.lineno] + [d.lineno for d in node.decorator_list])  # with decorators
-                found[node.name] = "\n".join(lines[start - 1:node.end_lineno])
-    return found
 
 
 @pytest.mark.parametrize("name", ["accuracy_from_logits", "roc_auc"])
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The metrics chapter 3 teaches inline are the metrics torchbook.evaluation ships."""
-    taught = _definitions_in_notebook(CHAPTER)
-    assert name in taught, f"chapter 3 does not define {name}"
-    package = inspect.getsource(getattr(evaluation, name))
-    assert textwrap.dedent(taught[name]).strip() == package.strip()
+    assert_taught_as_shipped("03_training_loops", evaluation, name)

@@ -1,16 +1,13 @@
 """Tests for torchbook.models: the seed CNN three ways, weight copying and shape walks."""
 from __future__ import annotations
 
-import ast
-import inspect
-import textwrap
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from torch import nn
 
+from taught_code import assert_taught_as_shipped
 from torchbook import models
 from torchbook.models import (ContainerNet, Net, SigmoidNet, copy_weights, count_parameters,
                               layer_output_shapes, sequential_net)
@@ -117,27 +114,10 @@ def test_layer_output_shapes_names_nested_layers() -> None:
     assert shapes[-1] == ("stages.classifier.2", "Linear", (1, 1))
 
 
-def _definitions_in_notebook(path: Path) -> dict[str, str]:
-    """Map each top-level def/class name in the notebook's code cells to its source."""
-    found = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                found[node.name] = ast.get_source_segment(cell.source, node, padded=True)
-    return found
 
 
 @pytest.mark.parametrize("name", ["Net", "sequential_net", "ContainerNet", "count_parameters",
                                   "copy_weights", "layer_output_shapes"])
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The code chapter 2 teaches inline is the code torchbook.models ships."""
-    taught = _definitions_in_notebook(CHAPTER)
-    assert name in taught, f"chapter 2 does not define {name}"
-    package = inspect.getsource(getattr(models, name))
-    assert textwrap.dedent(taught[name]).strip() == package.strip()
+    assert_taught_as_shipped("02_models_three_ways", models, name)

@@ -1,17 +1,14 @@
 """Tests for torchbook.training: steps, epochs, train_model, Trainer and its callbacks."""
 from __future__ import annotations
 
-import ast
-import inspect
-import textwrap
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from taught_code import assert_taught_as_shipped
 from torchbook import training
 from torchbook.recipe import one_cycle_lr
 from torchbook.training import (Callback, CheckpointCallback, LoggingCallback, Trainer, train_epoch,
@@ -199,29 +196,10 @@ def test_warmup_cosine_schedule_warms_up_then_decays_to_zero() -> None:
     assert lrs == pytest.approx([0.2 * one_cycle_lr(step, 100, 0.25) for step in range(100)])
 
 
-def _definitions_in_notebook(path: Path) -> dict[str, str]:
-    """Map each top-level def/class name in the notebook's code cells to its source (decorators too)."""
-    found = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
-            continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
-            continue
-        lines = cell.source.splitlines()
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-                start = min([node.lineno] + [d.lineno for d in node.decorator_list])  # with decorators
-                found[node.name] = "\n".join(lines[start - 1:node.end_lineno])
-    return found
 
 
 @pytest.mark.parametrize("name", ["train_step", "valid_step", "train_epoch", "valid_epoch", "fit_epoch",
                                   "train_model", "warmup_cosine_schedule"])
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The loop chapter 3 teaches inline is the loop torchbook.training ships."""
-    taught = _definitions_in_notebook(CHAPTER)
-    assert name in taught, f"chapter 3 does not define {name}"
-    package = inspect.getsource(getattr(training, name))
-    assert textwrap.dedent(taught[name]).strip() == package.strip()
+    assert_taught_as_shipped("03_training_loops", training, name)
