@@ -31,6 +31,7 @@ def test_round_trip_restores_weights_and_metadata(tmp_path):
     assert meta == {"config": SMALL.to_dict(), "metrics": {"auc": 0.99}}
     x = torch.randn(3, 3, 32, 32)
     assert torch.equal(model(x), fresh(x))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~checkpoints.current_umask()
     payload = torch.load(path, weights_only=True)
     assert payload["model_class"] == "RecipeNet" and payload["torch"] == str(torch.__version__)
 

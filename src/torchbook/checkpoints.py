@@ -33,6 +33,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be loaded into the given model; the message says what to do."""
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, meta: Optional[dict] = None) -> Path:
     """Save the model's state_dict and JSON-like `meta` to `path` atomically; return the path."""
     path = Path(path)
@@ -46,6 +53,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: Optional[dict] = N
             torch.save(payload, tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from others
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
