@@ -6,6 +6,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.torchbook-installed
 
+# Idle OpenMP threads sleep instead of spinning: on a small machine shared by a notebook kernel and
+# other jobs, spinning threads slowed training up to 30x (benchmarks/README.md). Override freely.
+export OMP_WAIT_POLICY ?= PASSIVE
+
 .PHONY: help .venv data test unit notebooks book book-fast student bench booktime clean
 
 help:
