@@ -504,3 +504,16 @@ def test_full_preparation_from_cifar10_source(tmp_path: Path) -> None:
     out = data.prepare_data(tmp_path / "out", source)
     assert_complete(out, data.FULL_COUNTS)
     assert len(ImageFolder(out / "cifar2" / "test")) == 2000
+
+
+def test_covid19_csv_prefers_the_data_folder_and_falls_back_to_the_package(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """covid19_csv() gives data/covid-19.csv, or the packaged copy when the data folder lacks it."""
+    from torchbook.data import covid19_csv
+
+    local = covid19_csv()
+    assert local.parent.name == "data"
+    monkeypatch.setenv("BOOK_DATA_DIR", str(tmp_path))
+    packaged = covid19_csv()
+    assert packaged.parent.name == "resources" and packaged.is_file()
+    assert packaged.read_bytes() == local.read_bytes()

@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import datetime as dt
 import hashlib
+import importlib.resources
 import io
 import json
 import os
@@ -74,6 +75,14 @@ HOW_TO_SET_SOURCE = (
 
 class DataError(Exception):
     """The data cannot be prepared or found; the message says why and what to do."""
+
+
+def covid19_csv() -> Path:
+    """Return the covid-19.csv time series: data/covid-19.csv, else the copy shipped in torchbook."""
+    local = data_dir() / "covid-19.csv"
+    if local.is_file():
+        return local
+    return Path(str(importlib.resources.files("torchbook") / "resources" / "covid-19.csv"))
 
 
 def say(message: str) -> None:
