@@ -60,7 +60,7 @@ class CsvImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[Image.Image | torch.Tensor, int | torch.Tensor]:
         row = self.table.iloc[index]
         image = Image.open(self.root / row["path"]).convert("RGB")
         label = int(row["label"])
@@ -74,7 +74,7 @@ class CsvImageDataset(Dataset):
 class WindowDataset(Dataset):
     """Sliding windows over a series of shape (T,) or (T, F): `window` steps in, the next step out."""
 
-    def __init__(self, series, window: int = 8):
+    def __init__(self, series: np.ndarray | torch.Tensor | Sequence[float], window: int = 8):
         self.series = torch.as_tensor(series, dtype=torch.float32)
         self.window = window
 
@@ -117,7 +117,7 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         image, label = self.images[index], int(self.labels[index])
         if self.transform is not None:
             image = self.transform(image)
