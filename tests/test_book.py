@@ -181,8 +181,9 @@ def test_chapter_times_formats_measured_fast_full_and_gpu(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Times from book_time.json become one line; a chapter not measured says so."""
     path = tmp_path / "book_time.json"
-    path.write_text(json.dumps({"chapters": {"03_training_loops": {
-        "fast_seconds": 41.6, "full_seconds": 252.0, "gpu_seconds": 30.2}}}))
+    path.write_text(json.dumps({"notebooks": {"03_training_loops": {
+        "fast": {"seconds": 41.6, "ok": True}, "full": {"seconds": 252.0, "ok": True},
+        "gpu": {"seconds": 30.2, "ok": True}}}}))
     read = book.read_book_times
     monkeypatch.setattr(book, "read_book_times", lambda _=None: read(path))
     line = book.chapter_times("03_training_loops")
@@ -200,14 +201,6 @@ def test_read_book_times_reads_benchmarks_book_time_format(tmp_path: Path) -> No
     times = book.read_book_times(path)
     assert list(times) == ["02_models"]
     assert book.chapter_seconds(times["02_models"]) == {"fast": 9.5, "full": None, "gpu": None}
-
-
-def test_read_book_times_accepts_a_list_and_a_missing_file(tmp_path: Path) -> None:
-    """A list of chapter entries is keyed by notebook stem; no file gives {}."""
-    path = tmp_path / "book_time.json"
-    path.write_text(json.dumps({"chapters": [{"notebook": "notebooks/01_data.ipynb", "fast": {"seconds": 12}}]}))
-    times = book.read_book_times(path)
-    assert book.chapter_seconds(times["01_data"]) == {"fast": 12.0, "full": None, "gpu": None}
     assert book.read_book_times(tmp_path / "missing.json") == {}
 
 

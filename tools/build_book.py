@@ -126,9 +126,8 @@ def measured_times() -> dict[str, dict]:
 
 def format_seconds(seconds: float | None) -> str:
     """Return '42 s' or '3.5 min', or '-' when not measured."""
-    if seconds is None:
-        return "-"
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+    from torchbook.book import format_duration
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def chapter_rows() -> list[dict]:

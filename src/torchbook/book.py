@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import time
+from pathlib import Path
 
 import torch
 import torchvision
 
 import torchbook
 from torchbook.device import get_device
-from torchbook.settings import fast_mode
+from torchbook.settings import fast_mode, repo_root
 
 _STARTED = time.perf_counter()
 
@@ -42,21 +44,13 @@ def chapter_footer() -> str:
     )
 
 
-# Measured run times (added for the book build; the numbers come from benchmarks/book_time.py).
-_TIME_KEYS = {
-    "fast": ("fast_seconds", "fast_s", "fast"),
-    "full": ("full_seconds", "full_s", "full", "cpu_seconds"),
-    "gpu": ("gpu_seconds", "gpu_s", "gpu", "full_gpu_seconds"),
-}
+# Measured run times: benchmarks/book_time.py writes notebooks -> stem -> mode -> run, where mode is
+# "fast" or "full" (a 2-core CPU) or "gpu", and a run is {"seconds": ..., "ok": ...}.
+MODES = ("fast", "full", "gpu")
 
 
-def read_book_times(path: str | None = None) -> dict:
-    """Return book_time.json's per-chapter entries keyed by notebook stem ({} if not measured)."""
-    import json
-    from pathlib import Path
-
-    from torchbook.settings import repo_root
-
+def read_book_times(path: str | Path | None = None) -> dict:
+    """Return book_time.json's per-chapter runs keyed by notebook stem ({} if not measured)."""
     if path is None:
         root = repo_root()
         if root is None:
@@ -65,32 +59,16 @@ def read_book_times(path: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    chapters = (data.get("notebooks") or data.get("chapters") or {}) if isinstance(data, dict) else {}
-    if isinstance(chapters, list):
-        chapters = {c.get("chapter", c.get("stem", c.get("notebook", ""))): c for c in chapters}
-    return {Path(str(k)).stem: v for k, v in chapters.items() if isinstance(v, dict)}
+    return json.loads(path.read_text()).get("notebooks", {})
 
 
-def _seconds(value: object) -> float | None:
-    """Return a number of seconds from a float or a {'seconds': ...} run (None if it failed)."""
-    if isinstance(value, dict):
-        if value.get("ok") is False:
-            return None
-        value = value.get("seconds", value.get("wall_seconds"))
-    return float(value) if isinstance(value, (int, float)) else None
+def chapter_seconds(runs: dict) -> dict[str, float | None]:
+    """Return mode -> seconds (None when not measured or when the run failed) for one chapter."""
+    return {mode: float(runs[mode]["seconds"]) if runs.get(mode, {}).get("ok") else None
+            for mode in MODES}
 
 
-def chapter_seconds(entry: dict) -> dict:
-    """Return {'fast', 'full', 'gpu'} -> seconds (or None) from one chapter's book_time entry."""
-    found = {}
-    for kind, keys in _TIME_KEYS.items():
-        values = [_seconds(entry[k]) for k in keys if k in entry]
-        found[kind] = next((v for v in values if v is not None), None)
-    return found
-
-
-def _duration(seconds: float) -> str:
+def formatformat_duration(seconds: float) -> str:
     """Return '42 s' under 90 seconds, else minutes with one decimal."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
@@ -100,12 +78,12 @@ def chapter_times(chapter_stem: str) -> str:
     seconds = chapter_seconds(read_book_times().get(chapter_stem, {}))
     parts = []
     if seconds["full"] is not None:
-        parts.append(f"{_duration(seconds['full'])} on the full data")
+        parts.append(f"{format_duration(seconds['full'])} on the full data")
     if seconds["fast"] is not None:
-        parts.append(f"{_duration(seconds['fast'])} in fast mode")
+        parts.append(f"{format_duration(seconds['fast'])} in fast mode")
     if not parts:
         return "Run time: not measured yet (make booktime measures every chapter)."
     line = "Run time on a 2-core CPU: " + ", ".join(parts)
     if seconds["gpu"] is not None:
-        line += f"; {_duration(seconds['gpu'])} on a GPU (full data)"
+        line += f"; {format_duration(seconds['gpu'])} on a GPU (full data)"
     return line + " (measured by make booktime)."
