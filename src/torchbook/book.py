@@ -68,7 +68,7 @@ def chapter_seconds(runs: dict) -> dict[str, float | None]:
             for mode in MODES}
 
 
-def formatformat_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """Return '42 s' under 90 seconds, else minutes with one decimal."""
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
