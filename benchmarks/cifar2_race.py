@@ -122,7 +122,7 @@ def race_book(data: Path, config: RecipeConfig, device: torch.device) -> dict:
     steps = len(labels) // config.batch_size if len(labels) >= config.batch_size else 1
     seen = steps * min(config.batch_size, len(labels)) * config.epochs
     return {"description": "book recipe: decode once, tensor flip+crop, BN CNN, channels-last, "
-                           "one-cycle SGD, label smoothing, flip TTA",
+                           "warmup_cosine SGD, label smoothing, flip TTA",
             "test_accuracy": round(metrics["accuracy"], 4), "test_auc": round(metrics["auc"], 4),
             "train_seconds": round(seconds, 2), "train_images_per_second": round(seen / seconds, 1),
             "peak_rss_mb": peak_rss_mb(), "epochs": config.epochs,

@@ -35,7 +35,7 @@ import torch
 
 from torchbook.datasets import load_image_folder_as_tensors
 from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, train_recipe,
-                              train_step)
+                              recipe_step)
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = RecipeConfig()
@@ -86,7 +86,7 @@ def speed_runner(config: RecipeConfig, extra: str, images: torch.Tensor,
             start = time.perf_counter()
             for _ in range(steps):
                 index = torch.randint(0, len(labels), (config.batch_size,), generator=generator)
-                train_step(model, optimizer, images[index], labels[index], config, device, generator)
+                recipe_step(model, optimizer, images[index], labels[index], config, device, generator)
             return time.perf_counter() - start
 
     run(3)  # warm-up (and compilation for torch.compile)

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from torchbook.recipe import (RecipeConfig, RecipeNet, build_model, evaluate, lr_lambda, one_cycle_lr,
-                              predict_proba, prepare_batch, smoothed_targets, train_recipe,
-                              uses_channels_last)
+from torchbook.recipe import (RecipeConfig, RecipeNet, build_model, evaluate, make_optimizer,
+                              make_scheduler, predict_proba, prepare_batch, recipe_step,
+                              smoothed_targets, train_recipe, uses_channels_last)
+from torchbook.training import warmup_cosine_schedule
 
 TINY = dict(widths=(8, 16, 16), threads=1)
 
@@ -63,21 +64,33 @@ def test_smoothed_targets_pull_labels_towards_one_half():
     assert torch.allclose(targets.view(-1), torch.tensor([0.05, 0.95]))
 
 
-def test_one_cycle_warms_up_then_decays_to_zero():
-    total = 100
-    factors = [one_cycle_lr(step, total, 0.25) for step in range(total + 1)]
-    assert factors[0] == pytest.approx(0.1)
-    assert max(factors) == pytest.approx(1.0)
-    assert factors.index(max(factors)) == 25
-    assert factors[-1] == pytest.approx(0.0, abs=1e-9)
-    assert all(a <= b for a, b in zip(factors[:25], factors[1:26]))
-    assert all(a >= b for a, b in zip(factors[25:], factors[26:]))
+def test_make_scheduler_is_the_chapters_warmup_cosine_or_none():
+    model = build_model(RecipeConfig(widths=(4, 8)))
+    optimizer = make_optimizer(model, RecipeConfig())
+    assert isinstance(make_scheduler(optimizer, RecipeConfig(), 100), type(warmup_cosine_schedule(optimizer, 100)))
+    assert make_scheduler(optimizer, RecipeConfig(schedule="constant"), 100) is None
+    with pytest.raises(ValueError, match="warmup_cosine"):
+        make_scheduler(optimizer, RecipeConfig(schedule="step"), 100)
 
 
-def test_lr_lambda_constant_and_unknown_schedule():
-    assert lr_lambda(RecipeConfig(schedule="constant"), 10)(7) == 1.0
-    with pytest.raises(ValueError, match="one_cycle"):
-        lr_lambda(RecipeConfig(schedule="step"), 10)
+def test_train_recipe_follows_the_warmup_cosine_schedule():
+    images, labels = synthetic_images(32)
+    config = RecipeConfig(epochs=4, batch_size=8, lr=0.1, **TINY)
+    _, history = train_recipe(images, labels, config)
+    total = 4 * 4
+    expected = [0.1 * 0.5 * (1 + math.cos(math.pi * (step - 4) / (total - 4))) for step in (4, 8, 12, 16)]
+    assert history.lr.tolist() == pytest.approx(expected, abs=1e-9)
+
+
+def test_recipe_step_returns_tensors_and_updates_the_weights():
+    config = RecipeConfig(batch_size=8, **TINY)
+    model = build_model(config)
+    before = [p.detach().clone() for p in model.parameters()]
+    images, labels = synthetic_images(8)
+    loss, hits = recipe_step(model, make_optimizer(model, config), images, labels, config, torch.device("cpu"))
+    assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and not loss.requires_grad
+    assert isinstance(hits, torch.Tensor) and 0 <= hits.item() <= 8
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_recipe_learns_a_tiny_synthetic_problem():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -10,7 +12,6 @@ from torch import nn
 
 from taught_code import assert_taught_as_shipped
 from torchbook import training
-from torchbook.recipe import one_cycle_lr
 from torchbook.training import (Callback, CheckpointCallback, LoggingCallback, Trainer, train_epoch,
                                 train_model, train_step, valid_epoch, valid_step, warmup_cosine_schedule)
 
@@ -193,7 +194,9 @@ def test_warmup_cosine_schedule_warms_up_then_decays_to_zero() -> None:
     assert lrs[0] == pytest.approx(0.02) and max(lrs) == pytest.approx(0.2) and lrs.index(max(lrs)) == 25
     assert lrs[-1] < 0.001 and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))
     assert lrs[62] == pytest.approx(0.1, rel=0.05)  # half-way through the cosine: half the peak
-    assert lrs == pytest.approx([0.2 * one_cycle_lr(step, 100, 0.25) for step in range(100)])
+    warmup = [0.2 * (0.1 + 0.9 * step / 25) for step in range(25)]
+    cosine = [0.2 * 0.5 * (1 + math.cos(math.pi * (step - 25) / 75)) for step in range(25, 100)]
+    assert lrs == pytest.approx(warmup + cosine)
 
 
 

@@ -7,8 +7,9 @@
   file), with errors that say what went wrong and what to do: missing file, corrupt file, or a
   checkpoint saved from another model.
 - `load_or_train_cifar2_model()`: the book's recipe model for cifar2, loaded from
-  `models_dir()/cifar2_recipe.pt` (`cifar2_recipe_fast.pt` in fast mode) or trained and saved, so
-  chapters run alone, in any order, on Colab too.
+  `models_dir()/cifar2_recipe.pt` (`cifar2_recipe_fast.pt` in fast mode), which chapter 3 saves
+  (trained on 9,000 images, best validation epoch), or else trained on all 10,000 training images
+  (last epoch) and saved, so chapters run alone, in any order, on Colab too.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from typing import Optional
 import torch
 from torch import nn
 
+from torchbook.data import cifar2_folder
 from torchbook.datasets import load_image_folder_as_tensors
 from torchbook.device import get_device
 from torchbook.recipe import RecipeConfig, build_model, evaluate, train_recipe
-from torchbook.settings import by_mode, data_dir, fast_mode, models_dir, sample_dir
+from torchbook.settings import by_mode, fast_mode, models_dir
 
 FORMAT = "torchbook-checkpoint-1"
 
@@ -110,11 +112,6 @@ def cifar2_checkpoint_path() -> Path:
 
 def cifar2_split_folder(split: str) -> Path:
     """The cifar2 ImageFolder for `split` ("train" or "test"): the sample in fast mode."""
-    try:
-        from torchbook.data import cifar2_folder
-    except ImportError:
-        root = sample_dir() if fast_mode() else data_dir()
-        return root / "cifar2" / split
     return Path(cifar2_folder(split))
 
 
@@ -124,7 +121,7 @@ def cifar2_recipe_config() -> RecipeConfig:
 
 
 def train_cifar2_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
-    """Train the recipe on cifar2 train, evaluate it on cifar2 test, save it to `path`; return it."""
+    """Train the recipe on all of cifar2 train (last epoch kept), evaluate on test, save to `path`; return it."""
     config = cifar2_recipe_config()
     images, labels, classes = load_image_folder_as_tensors(cifar2_split_folder("train"))
     model, history = train_recipe(images, labels, config, device, progress=progress)
@@ -137,7 +134,12 @@ def train_cifar2_model(path: Path, device: torch.device, progress: bool = False)
 
 
 def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
-    """The book's cifar2 recipe model in eval mode: loaded if saved before, else trained and saved."""
+    """The book's cifar2 recipe model in eval mode: loaded if saved before, else trained and saved.
+
+    Chapter 3 saves the model it trains with its `Trainer` (9,000 training images, the epoch with
+    the best validation AUC); without that file this function trains the same recipe on all 10,000
+    training images and keeps the last epoch: the same recipe and config either way.
+    """
     device = device or get_device()
     path = cifar2_checkpoint_path()
     config = cifar2_recipe_config()

@@ -14,6 +14,7 @@ losses and logits stay tensors until the epoch ends.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -53,7 +54,7 @@ def valid_step(model: nn.Module, batch: Sequence[torch.Tensor], loss_fn: LossFn,
 
 def train_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn,
                 optimizer: torch.optim.Optimizer, device: torch.device,
-                scheduler=None) -> dict[str, float]:
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, float]:
     """Train on every batch of the loader once; return the epoch's loss and accuracy."""
     model.train()
     total_loss, logits, targets = 0.0, [], []
@@ -87,7 +88,7 @@ def valid_epoch(model: nn.Module, loader: Iterable, loss_fn: LossFn,
 
 def fit_epoch(model: nn.Module, train_loader: Iterable, valid_loader: Iterable,
               loss_fn: LossFn, optimizer: torch.optim.Optimizer, device: torch.device,
-              scheduler=None) -> dict[str, float]:
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> dict[str, float]:
     """Train one epoch, then validate; return the metrics, the starting lr and the time."""
     start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
     row = train_epoch(model, train_loader, loss_fn, optimizer, device, scheduler)
@@ -98,7 +99,8 @@ def fit_epoch(model: nn.Module, train_loader: Iterable, valid_loader: Iterable,
 
 def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable,
                 loss_fn: LossFn, optimizer: torch.optim.Optimizer, epochs: int,
-                device: torch.device, scheduler=None, progress: bool = True) -> pd.DataFrame:
+                device: torch.device, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                progress: bool = True) -> pd.DataFrame:
     """Train and validate for `epochs` epochs; return the history, one row per epoch."""
     model.to(device)
     rows = []
@@ -113,7 +115,8 @@ def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable
 
 
 def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
-                           warmup_fraction: float = 0.25, start_factor: float = 0.1):
+                           warmup_fraction: float = 0.25, start_factor: float = 0.1
+                           ) -> torch.optim.lr_scheduler.SequentialLR:
     """Per-step schedule: linear warm-up from start_factor * lr to lr, then cosine decay to 0."""
     warmup_steps = max(1, round(total_steps * warmup_fraction))
     schedulers = torch.optim.lr_scheduler
@@ -176,7 +179,9 @@ class CheckpointCallback(Callback):
             self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(self.best_state, self.path)
+                tmp = self.path.with_name(f".{self.path.name}.tmp")
+                torch.save(self.best_state, tmp)
+                os.replace(tmp, self.path)  # atomic: a crash never leaves half a file behind
 
     def restore_best(self, model: nn.Module) -> nn.Module:
         """Load the best weights seen into `model`; return it."""
@@ -190,7 +195,8 @@ class Trainer:
     """Fit, evaluate and predict with one model, loss and optimiser; callbacks see every epoch."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-                 device: Optional[torch.device] = None, scheduler=None,
+                 device: Optional[torch.device] = None,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                  callbacks: Sequence[Callback] = (), progress: bool = True):
         self.device = torch.device(device) if device is not None else get_device()
         self.model = model.to(self.device)
