@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.metadata
-import json
 import os
 import platform
 import shlex
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, write_json_atomically
+
 NOTEBOOKS = REPO / "notebooks"
 LIMITS = {"fast_chapter_seconds": 60, "full_chapter_seconds": 300, "full_book_seconds": 1200,
           "peak_rss_mb": 4096}
@@ -118,16 +118,6 @@ def format_table(notebooks: dict[str, dict]) -> str:
             lines.append(f"{name:<28} {mode:<5} {run['seconds']:>8.1f} {run['peak_rss_mb']:>8.0f}  {flag}")
     return "\n".join(lines)
 
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import resource
@@ -42,7 +41,8 @@ from torchbook.models import SigmoidNet, count_parameters
 from torchbook.recipe import RecipeConfig, evaluate, train_recipe
 from torchbook.settings import seed_everything
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, display_path, write_json_atomically
+
 SEED_PARAMETERS = 54_273
 
 
@@ -144,23 +144,6 @@ def format_table(recipes: dict, ratios: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def display_path(path: Path) -> str:
-    """`path` relative to the repository when inside it (no machine paths in the results)."""
-    try:
-        return path.resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        return path.name
 
 
 def check_data(data: Path) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -39,7 +38,8 @@ from torchvision import datasets, transforms
 from torchbook.datasets import (CIFAR2_MEAN, CIFAR2_STD, TensorBatches, TensorImageDataset,
                                 load_image_folder_as_tensors, normalize_images, random_flip_crop)
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, display_path, write_json_atomically
+
 TARGET_RATIO = 10.0
 
 
@@ -111,13 +111,6 @@ def run(data: Path, batch_size: int, repeats: int) -> dict:
             "results": results, "ratios_vs_imagefolder_workers0": ratios}
 
 
-def display_path(path: Path) -> str:
-    """The path relative to the repository when it lies inside it (no machine paths in results)."""
-    try:
-        return path.resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        return str(path)
-
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
@@ -148,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"vs ImageFolder (num_workers=0): TensorBatches (the book's fast path) {ratios['tensor_batches']:.1f}x "
           f"(target >= {TARGET_RATIO:.0f}x), DataLoader over the tensor {ratios['tensor_dataset']:.1f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomically(args.json, report)
     print(f"wrote {display_path(args.json)}")
     return 0
 

@@ -37,7 +37,8 @@ from torchbook.datasets import load_image_folder_as_tensors
 from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, train_recipe,
                               recipe_step)
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, write_json_atomically
+
 BOOK = RecipeConfig()
 
 # name -> (what changes, config changes, extra context: "threads1", "bf16" or "compile")
@@ -143,13 +144,6 @@ def record_quality(entry: dict, seed: int, quality: dict) -> None:
         entry[key] = round(sum(run[key] for run in runs) / len(runs), 4)
     entry["seeds"] = len(runs)
 
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -19,7 +19,9 @@ RECIPE_KEYS = {"test_accuracy": float, "test_auc": float, "train_seconds": float
 
 
 def load_script(name: str):
-    """Import benchmarks/<name>.py as a module, leaving os.environ as it was."""
+    """Import benchmarks/<name>.py as `python benchmarks/<name>.py` would, keeping os.environ."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import benchmarks/common.py
     before = dict(os.environ)
     spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
