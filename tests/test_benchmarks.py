@@ -1,9 +1,7 @@
 """The benchmark scripts run on the committed sample and write well-formed JSON (no timing checks)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +10,8 @@ import nbformat
 import pytest
 from PIL import Image
 
+from scripts import import_script
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "cifar2"
 RECIPE_KEYS = {"test_accuracy": float, "test_auc": float, "train_seconds": float,
@@ -19,16 +19,8 @@ RECIPE_KEYS = {"test_accuracy": float, "test_auc": float, "train_seconds": float
 
 
 def load_script(name: str):
-    """Import benchmarks/<name>.py as `python benchmarks/<name>.py` would, keeping os.environ."""
-    if str(REPO / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(REPO / "benchmarks"))  # the scripts import benchmarks/common.py
-    before = dict(os.environ)
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    os.environ.clear()
-    os.environ.update(before)
-    return module
+    """Import benchmarks/<name>.py as a module."""
+    return import_script("benchmarks", name)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The book's configuration, table of contents and chapter structure (no build needed)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -10,6 +9,7 @@ import nbformat
 import pytest
 import yaml
 
+from scripts import import_script
 from torchbook import book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,15 +20,7 @@ REPOSITORY = "https://github.com/torchbook/torchbook"
 NO_EXERCISES = {"00"}
 
 
-def load_build_book():
-    """Import tools/build_book.py as a module."""
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "tools" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_book = load_build_book()
+build_book = import_script("tools", "build_book")
 
 
 def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:

@@ -1,25 +1,16 @@
 """The student edition (tools/make_student.py): no solution survives, exercises stay, it still runs."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from scripts import import_script
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
-def load_make_student():
-    """Import tools/make_student.py as a module."""
-    spec = importlib.util.spec_from_file_location("make_student", ROOT / "tools" / "make_student.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_student = load_make_student()
+make_student = import_script("tools", "make_student")
 
 
 @pytest.fixture(scope="module")
