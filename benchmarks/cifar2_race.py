@@ -30,13 +30,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torchvision
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from torchbook.datasets import load_image_folder_as_tensors
 from torchbook.device import describe_device, get_device
+from torchbook.evaluation import roc_auc
 from torchbook.models import SigmoidNet, count_parameters
 from torchbook.recipe import RecipeConfig, evaluate, train_recipe
 from torchbook.settings import seed_everything
@@ -96,7 +96,7 @@ def evaluate_seed(model: nn.Module, test_dir: Path, device: torch.device) -> dic
         labels.append(targets.view(-1))
     proba, labels = torch.cat(probabilities), torch.cat(labels)
     accuracy = ((proba > 0.5).float() == labels).float().mean().item()
-    return {"accuracy": accuracy, "auc": float(roc_auc_score(labels.numpy(), proba.numpy()))}
+    return {"accuracy": accuracy, "auc": roc_auc(proba, labels)}
 
 
 def race_seed(data: Path, epochs: int, device: torch.device) -> dict:

@@ -26,6 +26,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from torchbook.settings import fast_mode
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 GENERATED = ROOT / "book" / "_generated"
@@ -47,11 +49,6 @@ PLAN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "09": (PARTS[3], "How learning works", ("03",)),
     "10": (PARTS[3], "Reusing trained models", ("05", "08")),
 }
-
-
-def fast_requested() -> bool:
-    """Return True when BOOK_FAST asks for the fast book."""
-    return os.environ.get("BOOK_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def chapter_notebooks() -> dict[str, Path]:
@@ -258,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ERROR: _toc.yml and notebooks/ disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
 
-    fast, reason = choose_data(args.fast or fast_requested())
+    fast, reason = choose_data(args.fast or fast_mode())
     os.environ["BOOK_FAST"] = "1" if fast else "0"
     write_generated(fast, reason)
     code = run_jupyter_book(out, args.toc.resolve())
@@ -270,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "FAST mode (sample)" if fast else "full data"
     (out / "build_seconds.json").write_text(json.dumps({"seconds": round(seconds, 1), "fast": fast}))
     print(f"\nBook built on {mode} in {seconds:.0f} s: {out.relative_to(ROOT)}/index.html")
-    if fast and not (args.fast or fast_requested()):
+    if fast and not (args.fast or fast_mode()):
         print(loud_banner(reason))
     return 0
 

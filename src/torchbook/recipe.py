@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchbook.datasets import CIFAR2_MEAN, CIFAR2_STD, random_flip_crop
+from torchbook.datasets import normalize_images, random_flip_crop
 from torchbook.evaluation import accuracy_from_logits, roc_auc
 from torchbook.training import warmup_cosine_schedule
 
@@ -106,9 +106,7 @@ def model_on_device(config: RecipeConfig, device: torch.device) -> RecipeNet:
 
 def prepare_batch(images: torch.Tensor, device: torch.device, channels_last: bool = True) -> torch.Tensor:
     """uint8 images (N, 3, H, W) -> normalised float32 on `device`, channels-last if asked."""
-    mean = torch.tensor(CIFAR2_MEAN, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(CIFAR2_STD, device=device).view(1, -1, 1, 1)
-    x = (images.to(device, non_blocking=True).float() / 255 - mean) / std
+    x = normalize_images(images.to(device, non_blocking=True))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
