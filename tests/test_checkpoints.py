@@ -1,14 +1,13 @@
-"""Tests for torchbook.checkpoints: safe saving/loading and the book's cifar2 model."""
+"""Tests for torchbook.checkpoints: safe, generic saving and loading."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 import torchbook.checkpoints as checkpoints
-from torchbook.checkpoints import (CheckpointError, load_checkpoint, load_or_train_cifar2_model,
-                                   read_checkpoint, save_checkpoint)
+from torchbook.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from torchbook.models import Net
-from torchbook.recipe import RecipeConfig, RecipeNet, build_model
+from torchbook.recipe import RecipeConfig, build_model
 
 SMALL = RecipeConfig(widths=(4, 8))
 
@@ -108,40 +107,3 @@ def test_metadata_must_be_plain_data(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "m.pt", build_model(SMALL), {"device": torch.device("cpu")})
     assert not list(tmp_path.iterdir())
-
-
-def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
-    monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(checkpoints, "models_dir", lambda: tmp_path)
-    model = load_or_train_cifar2_model(torch.device("cpu"))
-    assert isinstance(model, RecipeNet) and not model.training
-    path = tmp_path / "cifar2_recipe_fast.pt"
-    meta = read_checkpoint(path)["meta"]
-    assert meta["classes"] == ["0_airplane", "1_automobile"] and meta["fast_mode"] is True
-    assert 0 <= meta["test_metrics"]["accuracy"] <= 1
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("the saved model should have been loaded")
-
-    monkeypatch.setattr(checkpoints, "train_cifar2_model", no_training)
-    again = load_or_train_cifar2_model(torch.device("cpu"))
-    x = torch.randn(2, 3, 32, 32)
-    assert torch.equal(model(x), again(x))
-
-
-def test_load_or_train_replaces_a_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(checkpoints, "models_dir", lambda: tmp_path)
-    (tmp_path / "cifar2_recipe_fast.pt").write_bytes(b"garbage")
-    monkeypatch.setattr(checkpoints, "cifar2_recipe_config",
-                        lambda: RecipeConfig(epochs=1, batch_size=64, threads=1))
-    model = load_or_train_cifar2_model(torch.device("cpu"))
-    assert "Training the cifar2 model again" in capsys.readouterr().out
-    assert read_checkpoint(tmp_path / "cifar2_recipe_fast.pt")["model_class"] == type(model).__name__
-
-
-def test_checkpoint_path_depends_on_the_mode(monkeypatch):
-    monkeypatch.setenv("BOOK_FAST", "1")
-    assert checkpoints.cifar2_checkpoint_path().name == "cifar2_recipe_fast.pt"
-    monkeypatch.setenv("BOOK_FAST", "0")
-    assert checkpoints.cifar2_checkpoint_path().name == "cifar2_recipe.pt"

@@ -201,6 +201,45 @@ def test_warmup_cosine_schedule_warms_up_then_decays_to_zero() -> None:
 
 
 
+def test_warmup_cosine_schedule_stays_at_zero_past_its_end() -> None:
+    """Stepped past total_steps, the learning rate stays at 0 instead of rising again."""
+    optimizer = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.2)
+    schedule = warmup_cosine_schedule(optimizer, total_steps=10)
+    for _ in range(15):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["lr"] == 0.0 and schedule.total_steps == 10
+
+
+def test_warmup_cosine_schedule_writes_nothing_to_stderr(capfd: pytest.CaptureFixture) -> None:
+    """No warning from torch's schedulers (on torch 2.4 SequentialLR wrote one to stderr)."""
+    import warnings
+
+    optimizer = torch.optim.SGD(nn.Linear(2, 1).parameters(), lr=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedule = warmup_cosine_schedule(optimizer, total_steps=20)
+        for _ in range(20):
+            optimizer.step()
+            schedule.step()
+    assert capfd.readouterr().err == ""
+
+
+def test_trainer_refuses_to_fit_past_the_end_of_its_schedule() -> None:
+    """fit for more steps than the schedule has left is a clear error naming the schedule's length."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train = toy_loader()
+    schedule = warmup_cosine_schedule(optimizer, total_steps=2 * len(train))
+    trainer = Trainer(model, nn.BCEWithLogitsLoss(), optimizer, device="cpu", scheduler=schedule,
+                      progress=False)
+    trainer.fit(train, toy_loader(64, seed=1), epochs=2)
+    with pytest.raises(ValueError, match=rf"0 of its {2 * len(train)} steps left"):
+        trainer.fit(train, toy_loader(64, seed=1), epochs=1)
+    assert len(trainer.history) == 2, "nothing was trained past the schedule"
+
+
 @pytest.mark.parametrize("name", ["train_step", "valid_step", "train_epoch", "valid_epoch", "fit_epoch",
                                   "train_model", "warmup_cosine_schedule"])
 def test_chapter_teaches_the_package_code(name: str) -> None:

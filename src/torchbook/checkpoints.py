@@ -1,4 +1,4 @@
-"""Save and load trained models safely, and the cifar2 model every chapter from 4 on starts from.
+"""Save and load trained models safely (generic: the book's own trained models are in `trained`).
 
 - `save_checkpoint(path, model, meta)`: the `state_dict` plus metadata (model class, config,
   metrics, torch version), written atomically: a temporary file, then `os.replace`, so a crash
@@ -6,10 +6,6 @@
 - `load_checkpoint(path, model)`: `torch.load(..., weights_only=True)` (no arbitrary code from a
   file), with errors that say what went wrong and what to do: missing file, corrupt file, or a
   checkpoint saved from another model.
-- `load_or_train_cifar2_model()`: the book's recipe model for cifar2, loaded from
-  `models_dir()/cifar2_recipe.pt` (`cifar2_recipe_fast.pt` in fast mode), which chapter 3 saves
-  (trained on 9,000 images, best validation epoch), or else trained on all 10,000 training images
-  (last epoch) and saved, so chapters run alone, in any order, on Colab too.
 """
 from __future__ import annotations
 
@@ -21,12 +17,6 @@ from typing import Optional
 
 import torch
 from torch import nn
-
-from torchbook.data import cifar2_folder
-from torchbook.datasets import load_image_folder_as_tensors
-from torchbook.device import get_device
-from torchbook.recipe import RecipeConfig, build_model, evaluate, train_recipe
-from torchbook.settings import by_mode, fast_mode, models_dir
 
 FORMAT = "torchbook-checkpoint-1"
 
@@ -74,7 +64,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}. Train the model and save it first "
-                              "(chapters 4-6 call load_or_train_cifar2_model(), which does both).")
+                              "(chapters 4-6 call torchbook.trained.load_or_train_cifar2_model(), which does both).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -103,55 +93,3 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
                               f"({first[1].strip() if len(first) > 1 else first[0]}). Build the model with "
                               "the saved config, or delete the file and train again.") from error
     return payload["meta"]
-
-
-def cifar2_checkpoint_path() -> Path:
-    """Where the book keeps its cifar2 recipe model: a separate file in fast mode."""
-    return models_dir() / by_mode(full="cifar2_recipe.pt", fast="cifar2_recipe_fast.pt")
-
-
-def cifar2_split_folder(split: str) -> Path:
-    """The cifar2 ImageFolder for `split` ("train" or "test"): the sample in fast mode."""
-    return Path(cifar2_folder(split))
-
-
-def cifar2_recipe_config() -> RecipeConfig:
-    """The recipe's config for the book's cifar2 model; smaller batches, one thread on the sample."""
-    return by_mode(full=RecipeConfig(), fast=RecipeConfig(epochs=15, batch_size=32, lr=0.05, threads=1))
-
-
-def train_cifar2_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
-    """Train the recipe on all of cifar2 train (last epoch kept), evaluate on test, save to `path`; return it."""
-    config = cifar2_recipe_config()
-    images, labels, classes = load_image_folder_as_tensors(cifar2_split_folder("train"))
-    model, history = train_recipe(images, labels, config, device, progress=progress)
-    test_images, test_labels, _ = load_image_folder_as_tensors(cifar2_split_folder("test"))
-    metrics = evaluate(model, test_images, test_labels, device, tta=True)
-    save_checkpoint(path, model, {"config": config.to_dict(), "classes": classes, "fast_mode": fast_mode(),
-                                  "train_images": len(labels), "test_metrics": metrics,
-                                  "history": history.to_dict(orient="list")})
-    return model
-
-
-def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
-    """The book's cifar2 recipe model in eval mode: loaded if saved before, else trained and saved.
-
-    Chapter 3 saves the model it trains with its `Trainer` (9,000 training images, the epoch with
-    the best validation AUC); without that file this function trains the same recipe on all 10,000
-    training images and keeps the last epoch: the same recipe and config either way.
-    """
-    device = device or get_device()
-    path = cifar2_checkpoint_path()
-    config = cifar2_recipe_config()
-    model = build_model(config)
-    try:
-        load_checkpoint(path, model)
-    except CheckpointError as error:
-        if path.exists():
-            print(f"Training the cifar2 model again: {str(error).split('. ')[0]}.")
-        model = train_cifar2_model(path, device, progress=progress)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model.eval()
-

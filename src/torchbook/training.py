@@ -4,7 +4,8 @@
 - `train_epoch`, `valid_epoch`: one pass over a loader, metrics over the whole epoch.
 - `fit_epoch`, `train_model`: train and validate epoch after epoch; a pandas history, one row per
   epoch (epoch, train_loss, train_acc, valid_loss, valid_acc, valid_auc, lr, seconds).
-- `warmup_cosine_schedule`: linear warm-up, then cosine decay, stepped after every batch.
+- `warmup_cosine_schedule`: linear warm-up, then cosine decay, stepped after every batch (a
+  `LambdaLR`, which behaves alike on every supported torch; `Trainer.fit` refuses to run past its end).
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
   used by later chapters.
 
@@ -14,6 +15,7 @@ losses and logits stay tensors until the epoch ends.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -116,13 +118,26 @@ def train_model(model: nn.Module, train_loader: Iterable, valid_loader: Iterable
 
 def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
                            warmup_fraction: float = 0.25, start_factor: float = 0.1
-                           ) -> torch.optim.lr_scheduler.SequentialLR:
+                           ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule: linear warm-up from start_factor * lr to lr, then cosine decay to 0."""
     warmup_steps = max(1, round(total_steps * warmup_fraction))
-    schedulers = torch.optim.lr_scheduler
-    warmup = schedulers.LinearLR(optimizer, start_factor=start_factor, total_iters=warmup_steps)
-    cosine = schedulers.CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps))
-    return schedulers.SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
+    decay_steps = max(1, total_steps - warmup_steps)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return start_factor + (1 - start_factor) * step / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / decay_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    schedule.total_steps = total_steps  # the Trainer refuses to train past the end
+    return schedule
+
+
+def steps_left(scheduler: object) -> int | None:
+    """Steps before a schedule with a `total_steps` ends (None for schedules without an end)."""
+    total = getattr(scheduler, "total_steps", None)
+    return None if total is None else total - scheduler.last_epoch
 
 
 class Callback:
@@ -213,6 +228,7 @@ class Trainer:
 
     def fit(self, train_loader: Iterable, valid_loader: Iterable, epochs: int) -> pd.DataFrame:
         """Train for `epochs` more epochs, validating after each; return the whole history."""
+        self.check_schedule(train_loader, epochs)
         self.stop_training = False
         first = len(self.rows) + 1
         self.last_epoch = first + epochs - 1
@@ -233,6 +249,18 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_fit_end(self)
         return self.history
+
+    def check_schedule(self, train_loader: Iterable, epochs: int) -> None:
+        """Raise ValueError if `epochs` more epochs would run past the end of the schedule."""
+        left = steps_left(self.scheduler)
+        if left is None or not hasattr(train_loader, "__len__"):
+            return
+        needed = epochs * len(train_loader)
+        if needed > left:
+            raise ValueError(
+                f"the learning-rate schedule has {left} of its {self.scheduler.total_steps} steps "
+                f"left, but {epochs} epochs of {len(train_loader)} batches need {needed}. Build a "
+                "new schedule (and optimizer) for the extra epochs, or fit for fewer.")
 
     def evaluate(self, loader: Iterable) -> dict[str, float]:
         """Loss, accuracy and ROC AUC on a loader, over all its batches."""

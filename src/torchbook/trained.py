@@ -1,0 +1,149 @@
+"""The book's trained models: loaded when a chapter saved them, else trained the same way and saved.
+
+`torchbook.checkpoints` is generic checkpoint I/O; this module sits above it and knows the book's
+data and recipe, so that every chapter from 4 on runs alone, in any order, on Colab too.
+
+- `cifar2_data()`: chapter 3's cifar2 tensors, split into `fit` (9,000 training images; 160 in fast
+  mode), `valid` (the seeded 1,000 held out; 40 in fast mode) and `test`.
+- `load_or_train_cifar2_model()`: the recipe model chapter 3 saves (trained on `fit`, the epoch
+  with the best validation AUC), loaded from `cifar2_checkpoint_path()`, or trained here the same
+  way and saved when there is no usable file.
+- `cifar2_model_meta()`: what was saved with it (config, history, validation and test metrics).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchbook.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from torchbook.data import cifar2_folder
+from torchbook.datasets import TensorBatches, load_image_folder_as_tensors, random_flip_crop
+from torchbook.device import get_device
+from torchbook.recipe import (RecipeConfig, build_model, evaluate, make_optimizer, model_on_device,
+                              prepare_batch, smoothed_targets)
+from torchbook.settings import by_mode, fast_mode, models_dir, seed_everything
+from torchbook.training import CheckpointCallback, Trainer, warmup_cosine_schedule
+
+SPLIT_SEED = 0
+
+
+@dataclass
+class Split:
+    """uint8 images (N, 3, 32, 32) and their 0/1 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class Cifar2Data:
+    """cifar2 as tensors: the fit/valid split of the training folder, the test folder, the classes."""
+
+    fit: Split
+    valid: Split
+    test: Split
+    classes: list[str]
+
+
+def cifar2_checkpoint_path() -> Path:
+    """Where the book keeps its cifar2 recipe model: a separate file in fast mode."""
+    return models_dir() / by_mode(full="cifar2_recipe.pt", fast="cifar2_recipe_fast.pt")
+
+
+def cifar2_recipe_config() -> RecipeConfig:
+    """The recipe's config for the book's cifar2 model; smaller batches, one thread on the sample."""
+    return by_mode(full=RecipeConfig(), fast=RecipeConfig(epochs=15, batch_size=32, lr=0.05, threads=1))
+
+
+def validation_split(n: int, n_valid: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chapter 3's seeded hold-out: (fit_index, valid_index) of a random permutation of range(n)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_valid:], order[:n_valid]
+
+
+def cifar2_data() -> Cifar2Data:
+    """Load cifar2 train and test as uint8 tensors; hold out chapter 3's validation images."""
+    images, labels, classes = load_image_folder_as_tensors(cifar2_folder("train"))
+    test_images, test_labels, _ = load_image_folder_as_tensors(cifar2_folder("test"))
+    fit_index, valid_index = validation_split(len(labels), by_mode(full=1000, fast=40))
+    return Cifar2Data(fit=Split(images[fit_index], labels[fit_index]),
+                      valid=Split(images[valid_index], labels[valid_index]),
+                      test=Split(test_images, test_labels), classes=classes)
+
+
+def augment_on_cpu(images: torch.Tensor, config: RecipeConfig) -> torch.Tensor:
+    """A training batch of the recipe: random flip and padded crop, then normalise."""
+    return prepare_batch(random_flip_crop(images, config.padding), torch.device("cpu"), config.channels_last)
+
+
+def smoothed_bce(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """BCE with logits against 0/1 targets pulled towards 1/2 by `smoothing`."""
+    return F.binary_cross_entropy_with_logits(logits, smoothed_targets(targets, smoothing))
+
+
+def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.device,
+                     progress: bool = False) -> tuple[nn.Module, Trainer, CheckpointCallback]:
+    """Chapter 3's run: the recipe under the Trainer on `fit`, best validation AUC restored."""
+    seed_everything(config.seed)
+    model = model_on_device(config, device)
+    normalize = partial(prepare_batch, device=torch.device("cpu"), channels_last=config.channels_last)
+    train_loader = TensorBatches(data.fit.images, data.fit.labels.float().unsqueeze(1),
+                                 config.batch_size, shuffle=True, drop_last=True,
+                                 transform=partial(augment_on_cpu, config=config))
+    valid_loader = TensorBatches(data.valid.images, data.valid.labels.float().unsqueeze(1),
+                                 batch_size=500, transform=normalize)
+    optimizer = make_optimizer(model, config)
+    scheduler = warmup_cosine_schedule(optimizer, config.epochs * len(train_loader), config.warmup_fraction)
+    best = CheckpointCallback(monitor="valid_auc", mode="max")
+    trainer = Trainer(model, partial(smoothed_bce, smoothing=config.label_smoothing), optimizer,
+                      device, scheduler, callbacks=[best], progress=progress)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    try:
+        trainer.fit(train_loader, valid_loader, epochs=config.epochs)
+    finally:
+        torch.set_num_threads(threads)
+    best.restore_best(model)
+    return model, trainer, best
+
+
+def train_cifar2_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
+    """Train the book's cifar2 model as chapter 3 does, test it once with TTA, save it to `path`."""
+    config, data = cifar2_recipe_config(), cifar2_data()
+    model, trainer, best = fit_cifar2_model(data, config, device, progress)
+    save_checkpoint(path, model, {
+        "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
+        "train_images": len(data.fit.labels), "best_epoch": best.best_epoch,
+        "valid_metrics": evaluate(model, data.valid.images, data.valid.labels, device, tta=True),
+        "test_metrics": evaluate(model, data.test.images, data.test.labels, device, tta=True),
+        "history": trainer.history.to_dict(orient="list")})
+    return model
+
+
+def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
+    """The book's cifar2 recipe model in eval mode, on `device`: loaded if saved before, else trained."""
+    device = device or get_device()
+    path = cifar2_checkpoint_path()
+    config = cifar2_recipe_config()
+    model = build_model(config)
+    try:
+        load_checkpoint(path, model)
+    except CheckpointError as error:
+        if path.exists():
+            print(f"Training the cifar2 model again: {str(error).split('. ')[0]}.")
+        model = train_cifar2_model(path, device, progress=progress)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()
+
+
+def cifar2_model_meta() -> dict:
+    """The metadata saved with the book's cifar2 model (load or train it first)."""
+    return read_checkpoint(cifar2_checkpoint_path())["meta"]

@@ -1,0 +1,66 @@
+"""Tests for torchbook.trained: the book's cifar2 model, loaded or trained like chapter 3 trains it."""
+from __future__ import annotations
+
+import torch
+
+import torchbook.trained as trained
+from torchbook.checkpoints import read_checkpoint
+from torchbook.recipe import RecipeConfig, RecipeNet
+from torchbook.trained import cifar2_data, load_or_train_cifar2_model, validation_split
+
+
+def test_validation_split_is_seeded_disjoint_and_complete():
+    """The hold-out is the same every call, and fit + valid cover every index once."""
+    fit, valid = validation_split(100, 10)
+    again_fit, again_valid = validation_split(100, 10)
+    assert torch.equal(fit, again_fit) and torch.equal(valid, again_valid)
+    assert len(valid) == 10 and sorted(torch.cat([fit, valid]).tolist()) == list(range(100))
+
+
+def test_cifar2_data_splits_the_sample_in_fast_mode(monkeypatch):
+    """Fast mode: 160 fit, 40 valid of the sample's 200 training images, 40 test, two classes."""
+    monkeypatch.setenv("BOOK_FAST", "1")
+    data = cifar2_data()
+    assert (len(data.fit.labels), len(data.valid.labels), len(data.test.labels)) == (160, 40, 40)
+    assert data.fit.images.shape[1:] == (3, 32, 32) and data.fit.images.dtype == torch.uint8
+    assert data.classes == ["0_airplane", "1_automobile"]
+    assert set(data.valid.labels.tolist()) == {0, 1}
+
+
+def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    model = load_or_train_cifar2_model(torch.device("cpu"))
+    assert isinstance(model, RecipeNet) and not model.training
+    path = tmp_path / "cifar2_recipe_fast.pt"
+    meta = read_checkpoint(path)["meta"]
+    assert meta["classes"] == ["0_airplane", "1_automobile"] and meta["fast_mode"] is True
+    assert 0 <= meta["test_metrics"]["accuracy"] <= 1 and 0 <= meta["valid_metrics"]["auc"] <= 1
+    assert meta["train_images"] == 160 and 1 <= meta["best_epoch"] <= len(meta["history"]["epoch"])
+    assert {"valid_auc", "train_loss", "lr"} <= set(meta["history"])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved model should have been loaded")
+
+    monkeypatch.setattr(trained, "train_cifar2_model", no_training)
+    again = load_or_train_cifar2_model(torch.device("cpu"))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), again(x))
+
+
+def test_load_or_train_replaces_a_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    (tmp_path / "cifar2_recipe_fast.pt").write_bytes(b"garbage")
+    monkeypatch.setattr(trained, "cifar2_recipe_config",
+                        lambda: RecipeConfig(epochs=1, batch_size=64, threads=1))
+    model = load_or_train_cifar2_model(torch.device("cpu"))
+    assert "Training the cifar2 model again" in capsys.readouterr().out
+    assert read_checkpoint(tmp_path / "cifar2_recipe_fast.pt")["model_class"] == type(model).__name__
+
+
+def test_checkpoint_path_depends_on_the_mode(monkeypatch):
+    monkeypatch.setenv("BOOK_FAST", "1")
+    assert trained.cifar2_checkpoint_path().name == "cifar2_recipe_fast.pt"
+    monkeypatch.setenv("BOOK_FAST", "0")
+    assert trained.cifar2_checkpoint_path().name == "cifar2_recipe.pt"
