@@ -33,7 +33,7 @@ TEST_READS: list[tuple[str, str]] = [
     ("a test-split variable", r"\b(test_images|test_labels|x_test|y_test|test_loader|test_set|"
                               r"test_dataset|test_batches)\b"),
     ("the test split of cifar2_data()", r"\bdata\.test\b|\.test\.(images|labels)\b"),
-    ("a test folder", r"\b(cifar2_folder|cifar10_folder)\(\s*['\"]test['\"]"),
+    ("a test folder", r"\b(cifar2_folder|cifar10_folder)\(\s*(split\s*=\s*)?['\"]test['\"]"),
     ("dataset_folder(..., 'test')", r"\bdataset_folder\([^)]*['\"]test['\"]"),
     ("a /test path", r"/\s*['\"]test['\"]|['\"][^'\"\n]*/test/?['\"]"),
 ]
@@ -187,6 +187,7 @@ def test_the_checker_passes_a_notebook_that_follows_the_rule() -> None:
 
 @pytest.mark.parametrize("cells, expected", [
     ([('x_test = load(cifar2_folder("test"))', [])], "without the tag"),
+    ([('folder = cifar10_folder(split="test")', [])], "a test folder"),
     ([('folder = root / "cifar2" / "test"', [])], "a /test path"),
     ([("images = data.test.images", [])], "the test split of cifar2_data()"),
     ([('files = dataset_folder("cifar2", "test")', [])], "dataset_folder"),
@@ -200,7 +201,7 @@ def test_the_checker_passes_a_notebook_that_follows_the_rule() -> None:
     ([("valid_loader = TensorBatches(x_test, y_test)", [TAG]),
       ("train_model(model, train_loader, valid_loader, epochs=20)", [])],
      "names assigned from test data (valid_loader)"),
-], ids=["untagged", "path", "data.test", "dataset_folder", "fit", "backward", "shuffle", "idxmax",
+], ids=["untagged", "split=", "path", "data.test", "dataset_folder", "fit", "backward", "shuffle", "idxmax",
         "threshold", "loader-flows-into-training"])
 def test_the_checker_fails_each_breach(cells: list[tuple[str, list[str]]], expected: str) -> None:
     """Each bad notebook gives a problem that names what went wrong."""
