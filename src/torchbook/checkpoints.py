@@ -65,17 +65,19 @@ def restore_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
     random.setstate((3, tuple(states["python"]["state"]), states["python"]["gauss_next"]))
     numpy = states["numpy"]
-    np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
+    key = numpy["key"].numpy().astype(np.uint32)
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": key, "pos": numpy["pos"]},
                          "has_gauss": numpy["has_gauss"], "gauss": numpy["gauss"]})
 
 
-def checkpoint_payload(model: nn.Module, meta: Optional[dict], optimizer: Optional[torch.optim.Optimizer],
+def checkpoint_payload(model: nn.Module, meta: Optional[dict],
+                       optimizer: Optional[torch.optim.Optimizer],
                        scheduler: Optional[Scheduler]) -> dict:
     """What save_checkpoint writes: weights, plain-data meta, training state and RNG states."""
     meta = json.loads(json.dumps(meta or {}))  # only plain types, so weights_only loading works
-    payload = {"format": FORMAT, "model_class": type(model).__name__, "torch": str(torch.__version__),
-               "meta": meta, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "model_class": type(model).__name__,
+               "torch": str(torch.__version__), "meta": meta, "state_dict": weights,
                "rng": rng_states()}
     if optimizer is not None:
         payload["optimizer"] = optimizer.state_dict()
@@ -87,7 +89,7 @@ def checkpoint_payload(model: nn.Module, meta: Optional[dict], optimizer: Option
 def save_checkpoint(path: str | Path, model: nn.Module, meta: Optional[dict] = None,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     scheduler: Optional[Scheduler] = None) -> Path:
-    """Save weights, JSON-like `meta`, optimizer/scheduler and RNG states atomically; return the path."""
+    """Save weights, JSON-like `meta`, optimizer, scheduler and RNG states atomically."""
     path = Path(path)
     payload = checkpoint_payload(model, meta, optimizer, scheduler)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +132,7 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def load_weights(path: Path, payload: dict, model: nn.Module) -> None:
-    """Load a checkpoint's state_dict into `model`; CheckpointError if it is another architecture."""
+    """Load a checkpoint's weights into `model`; CheckpointError if it is another architecture."""
     saved, wanted = payload["model_class"], type(model).__name__
     config = payload["meta"].get("config")
     origin = f"a {saved}" + (f" with config {config}" if config else "")
@@ -156,16 +158,16 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
 def saved_state(path: Path, payload: dict, name: str) -> dict:
     """The optimizer's or scheduler's saved state; CheckpointError if the file has none."""
     if name not in payload:
-        raise CheckpointError(f"{path} holds no {name} state: it was saved without one. Pass "
-                              f"{name}= to save_checkpoint to make it resumable, or pass no {name} "
-                              "here (load_checkpoint loads the weights alone).")
+        raise CheckpointError(f"{path} holds no {name} state: it was saved without one. "
+                              f"Pass {name}= to save_checkpoint to make it resumable, or pass "
+                              f"no {name} here (load_checkpoint loads the weights alone).")
     return payload[name]
 
 
 def resume_checkpoint(path: str | Path, model: nn.Module,
                       optimizer: Optional[torch.optim.Optimizer] = None,
                       scheduler: Optional[Scheduler] = None) -> dict:
-    """Restore weights, optimizer, scheduler and RNG states saved at `path`; return the metadata."""
+    """Restore weights, optimizer, scheduler and RNG states saved at `path`; return the meta."""
     path = Path(path)
     payload = read_checkpoint(path)
     load_weights(path, payload, model)
@@ -178,7 +180,8 @@ def resume_checkpoint(path: str | Path, model: nn.Module,
     return payload["meta"]
 
 
-def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
+def strip_prefix(state_dict: dict[str, torch.Tensor],
+                 prefix: str = "module.") -> dict[str, torch.Tensor]:
     """A copy of `state_dict` with `prefix` removed from every key that starts with it."""
     return {key.removeprefix(prefix): value for key, value in state_dict.items()}
 
@@ -186,7 +189,8 @@ def strip_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "module.") -
 class BestCheckpoints:
     """Keep the `k` best checkpoints of a run in `directory`, ranked by one validation metric."""
 
-    def __init__(self, directory: str | Path, k: int = 3, metric: str = "valid_auc", mode: str = "max"):
+    def __init__(self, directory: str | Path, k: int = 3, metric: str = "valid_auc",
+                 mode: str = "max"):
         if mode not in ("max", "min") or k < 1:
             raise ValueError(f"need k >= 1 and mode 'max' or 'min', not k={k!r}, mode={mode!r}")
         self.directory, self.k, self.metric, self.mode = Path(directory), k, metric, mode
@@ -196,15 +200,17 @@ class BestCheckpoints:
         """A number that is smaller for better scores."""
         return -score if self.mode == "max" else score
 
-    def update(self, model: nn.Module, metrics: dict, optimizer: Optional[torch.optim.Optimizer] = None,
+    def update(self, model: nn.Module, metrics: dict,
+               optimizer: Optional[torch.optim.Optimizer] = None,
                scheduler: Optional[Scheduler] = None) -> Optional[Path]:
-        """Save a checkpoint if `metrics` is among the k best so far; delete the one it displaces."""
+        """Save a checkpoint if `metrics` is among the k best so far; drop the one it displaced."""
         score = float(metrics[self.metric])
         if math.isnan(score) or (len(self.kept) == self.k
                                  and self.rank(score) >= self.rank(self.kept[-1][0])):
             return None  # NaN, or not better than the worst kept one
         name = f"epoch{metrics['epoch']:03d}-{self.metric}{score:.4f}.pt"
-        path = save_checkpoint(self.directory / name, model, {"metrics": metrics}, optimizer, scheduler)
+        path = save_checkpoint(self.directory / name, model, {"metrics": metrics}, optimizer,
+                               scheduler)
         self.kept = sorted(self.kept + [(score, path)], key=lambda kept: self.rank(kept[0]))
         for _, dropped in self.kept[self.k:]:
             dropped.unlink(missing_ok=True)

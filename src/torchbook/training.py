@@ -7,7 +7,7 @@
 - `warmup_cosine_schedule`: linear warm-up, then cosine decay, stepped after every batch (a
   `LambdaLR`, which behaves alike on every supported torch; `Trainer.fit` refuses to run past its end).
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
-  used by later chapters; `CheckpointCallback(last_path=...)` makes a run resumable (chapter 5).
+  used by later chapters; `CheckpointCallback(last_path=...)` makes a run resumable (ch. 5).
 
 A loader is any iterable of (x, y) batches. For the book's one-logit models, y holds 0/1 floats of
 shape [B, 1], as chapter 1's `to_float_target` makes them. The loops never call `.item()` per step:
@@ -209,13 +209,15 @@ class CheckpointCallback(Callback):
         if self.last_path is not None:
             meta = {"epoch": row["epoch"], "history": trainer.rows,
                     "best_epoch": self.best_epoch, "best_score": self.best_score}
-            save_checkpoint(self.last_path, trainer.model, meta, trainer.optimizer, trainer.scheduler)
+            save_checkpoint(self.last_path, trainer.model, meta, trainer.optimizer,
+                            trainer.scheduler)
 
     def resume(self, trainer: "Trainer") -> int:
-        """Restore the run saved at `last_path` into `trainer` and this callback; return its epoch."""
+        """Load the run saved at `last_path` into `trainer` and this callback; return its epoch."""
         if self.last_path is None:
             raise ValueError("nothing to resume from: create the callback with `last_path`")
-        meta = resume_checkpoint(self.last_path, trainer.model, trainer.optimizer, trainer.scheduler)
+        meta = resume_checkpoint(self.last_path, trainer.model, trainer.optimizer,
+                                 trainer.scheduler)
         trainer.rows = [dict(row) for row in meta["history"]]
         self.best_score, self.best_epoch = meta["best_score"], meta["best_epoch"]
         if self.best_epoch is not None:
