@@ -203,9 +203,24 @@ def test_best_checkpoints_keeps_only_the_k_best_files(tmp_path, mode, scores, ke
         best.update(model, {"epoch": epoch, "valid_auc": score})
     files = sorted((tmp_path / "best").iterdir())
     assert [int(path.name[5:8]) for path in files] == kept
-    assert len(best.kept) == 3 and set(files) == {path for _, path in best.kept}
+    assert len(best.kept) == 3 and set(files) == {path for _, _, path in best.kept}
     ranked = sorted(range(len(scores)), key=lambda i: (scores[i] if mode == "min" else -scores[i], i))
     assert read_checkpoint(best.best_path)["meta"]["metrics"]["epoch"] == ranked[0] + 1
+
+
+def test_best_checkpoints_of_a_resumed_run_counts_the_files_already_there(tmp_path):
+    """A new BestCheckpoints on the folder of an interrupted run keeps k files in all."""
+    model = build_model(SMALL)
+    first = BestCheckpoints(tmp_path, k=2, metric="valid_auc")
+    for epoch, score in enumerate([0.6, 0.8, 0.7], start=1):
+        first.update(model, {"epoch": epoch, "valid_auc": score})
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    resumed = BestCheckpoints(tmp_path, k=2, metric="valid_auc")
+    assert [epoch for _, epoch, _ in resumed.kept] == [2, 3]
+    resumed.update(model, {"epoch": 3, "valid_auc": 0.7})  # epoch 3 trained again after a crash
+    resumed.update(model, {"epoch": 4, "valid_auc": 0.9})
+    assert sorted(p.name[:8] for p in tmp_path.glob("*.pt")) == ["epoch002", "epoch004"]
+    assert resumed.best_path.name == "epoch004-valid_auc0.9000.pt"
 
 
 def test_best_checkpoints_saves_a_resumable_checkpoint(tmp_path):

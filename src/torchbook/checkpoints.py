@@ -194,25 +194,38 @@ class BestCheckpoints:
         if mode not in ("max", "min") or k < 1:
             raise ValueError(f"need k >= 1 and mode 'max' or 'min', not k={k!r}, mode={mode!r}")
         self.directory, self.k, self.metric, self.mode = Path(directory), k, metric, mode
-        self.kept: list[tuple[float, Path]] = []  # (score, path), best first
+        self.kept = self.ranked(self.saved_before())  # (score, epoch, path), best first
 
-    def rank(self, score: float) -> float:
-        """A number that is smaller for better scores."""
-        return -score if self.mode == "max" else score
+    def saved_before(self) -> list[tuple[float, int, Path]]:
+        """The checkpoints of this metric already in `directory` (a resumed run counts them in)."""
+        found = []
+        for path in self.directory.glob(f"epoch*-{self.metric}*.pt"):
+            metrics = read_checkpoint(path)["meta"]["metrics"]
+            found.append((float(metrics[self.metric]), int(metrics["epoch"]), path))
+        return found
+
+    def rank(self, score: float, epoch: int) -> tuple[float, int]:
+        """A sort key, smaller for better: the score, then the epoch (ties keep the earlier one)."""
+        return (-score if self.mode == "max" else score), epoch
+
+    def ranked(self, kept: list[tuple[float, int, Path]]) -> list[tuple[float, int, Path]]:
+        """The (score, epoch, path) entries, best first."""
+        return sorted(kept, key=lambda item: self.rank(item[0], item[1]))
 
     def update(self, model: nn.Module, metrics: dict,
                optimizer: Optional[torch.optim.Optimizer] = None,
                scheduler: Optional[Scheduler] = None) -> Optional[Path]:
         """Save a checkpoint if `metrics` is among the k best so far; drop the one it displaced."""
-        score = float(metrics[self.metric])
-        if math.isnan(score) or (len(self.kept) == self.k
-                                 and self.rank(score) >= self.rank(self.kept[-1][0])):
+        score, epoch = float(metrics[self.metric]), int(metrics["epoch"])
+        kept = [item for item in self.kept if item[1] != epoch]  # an epoch trained again
+        if math.isnan(score) or (len(kept) == self.k
+                                 and self.rank(score, epoch) >= self.rank(*kept[-1][:2])):
             return None  # NaN, or not better than the worst kept one
-        name = f"epoch{metrics['epoch']:03d}-{self.metric}{score:.4f}.pt"
+        name = f"epoch{epoch:03d}-{self.metric}{score:.4f}.pt"
         path = save_checkpoint(self.directory / name, model, {"metrics": metrics}, optimizer,
                                scheduler)
-        self.kept = sorted(self.kept + [(score, path)], key=lambda kept: self.rank(kept[0]))
-        for _, dropped in self.kept[self.k:]:
+        self.kept = self.ranked(kept + [(score, epoch, path)])
+        for _, _, dropped in self.kept[self.k:]:
             dropped.unlink(missing_ok=True)
         self.kept = self.kept[:self.k]
         return path
@@ -220,4 +233,4 @@ class BestCheckpoints:
     @property
     def best_path(self) -> Optional[Path]:
         """The path of the best checkpoint kept so far (None before the first update)."""
-        return self.kept[0][1] if self.kept else None
+        return self.kept[0][2] if self.kept else None
