@@ -61,8 +61,8 @@ def rng_states() -> dict:
 def restore_rng_states(states: dict) -> None:
     """Put every random number generator back in the state `rng_states()` recorded."""
     torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if states["cuda"] and torch.cuda.is_available():  # as many GPUs as both machines have
+        torch.cuda.set_rng_state_all(states["cuda"][:torch.cuda.device_count()])
     random.setstate((3, tuple(states["python"]["state"]), states["python"]["gauss_next"]))
     numpy = states["numpy"]
     key = numpy["key"].numpy().astype(np.uint32)
