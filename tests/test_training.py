@@ -277,8 +277,12 @@ def test_checkpoint_callback_resumes_a_run_exactly(tmp_path: Path) -> None:
     straight.fit(train, valid, epochs=8)
 
     paths = tmp_path / "best.pt", tmp_path / "last.pt"
-    first, train, valid = small_recipe_trainer(CheckpointCallback(paths[0], last_path=paths[1]))
+    first, train, valid = small_recipe_trainer(
+        CheckpointCallback(paths[0], last_path=paths[1], meta={"config": {"widths": [4, 8]}}))
     first.fit(train, valid, epochs=4)
+    saved = torch.load(paths[1], weights_only=True)["meta"]
+    assert saved["config"] == {"widths": [4, 8]} and saved["epoch"] == 4
+    assert saved["history"] == first.rows
     checkpoint = CheckpointCallback(paths[0], last_path=paths[1])
     resumed, train, valid = small_recipe_trainer(checkpoint)
     torch.manual_seed(99)  # the new session's generators are restored by resume

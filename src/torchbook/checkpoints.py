@@ -205,7 +205,7 @@ class BestCheckpoints:
         return found
 
     def rank(self, score: float, epoch: int) -> tuple[float, int]:
-        """A sort key, smaller for better: the score, then the epoch (ties keep the earlier one)."""
+        """A sort key, smaller for better: the score, then the epoch (the earlier wins ties)."""
         return (-score if self.mode == "max" else score), epoch
 
     def ranked(self, kept: list[tuple[float, int, Path]]) -> list[tuple[float, int, Path]]:

@@ -172,11 +172,13 @@ class CheckpointCallback(Callback):
     """Keep the model's best state_dict by a monitored metric; also save it to `path` if given.
 
     With `last_path`, also save a full training checkpoint there after every epoch (weights,
-    optimizer, scheduler, RNG states, history), from which `resume(trainer)` continues the run.
+    optimizer, scheduler, RNG states, history, and `meta` such as the config), from which
+    `resume(trainer)` continues the run.
     """
 
     def __init__(self, path: str | Path | None = None, monitor: str = "valid_auc",
-                 mode: str = "max", last_path: str | Path | None = None):
+                 mode: str = "max", last_path: str | Path | None = None,
+                 meta: Optional[dict] = None):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
         if last_path is not None and path is None:
@@ -184,6 +186,7 @@ class CheckpointCallback(Callback):
                              "as well as `last_path`")
         self.path = Path(path) if path is not None else None
         self.last_path = Path(last_path) if last_path is not None else None
+        self.meta = dict(meta or {})
         self.monitor, self.mode = monitor, mode
         self.best_score, self.best_epoch, self.best_state = None, None, None
 
@@ -207,7 +210,7 @@ class CheckpointCallback(Callback):
                 torch.save(self.best_state, tmp)
                 os.replace(tmp, self.path)  # atomic: a crash never leaves half a file behind
         if self.last_path is not None:
-            meta = {"epoch": row["epoch"], "history": trainer.rows,
+            meta = {**self.meta, "epoch": row["epoch"], "history": trainer.rows,
                     "best_epoch": self.best_epoch, "best_score": self.best_score}
             save_checkpoint(self.last_path, trainer.model, meta, trainer.optimizer,
                             trainer.scheduler)
