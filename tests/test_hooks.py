@@ -52,8 +52,9 @@ class TwoLogits(nn.Module):
         return torch.cat([-z, z], dim=1)
 
 
-def captum_grad_cam(model: nn.Module, image: torch.Tensor, layer_name: str, target: int) -> torch.Tensor:
-    """Grad-CAM by Captum: LayerGradCam (ReLU on the layer map), bilinear upsampling, max scaling."""
+def captum_grad_cam(model: nn.Module, image: torch.Tensor, layer_name: str,
+                    target: int) -> torch.Tensor:
+    """Grad-CAM by Captum: LayerGradCam (ReLU on the layer map), bilinear upsampling, scaling."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     x = prepare_batch(image.unsqueeze(0), CPU)
@@ -169,7 +170,7 @@ def test_a_map_without_positive_evidence_is_all_zeros() -> None:
 
 
 def test_grad_cam_leaves_no_hooks_gradients_or_requires_grad_changes() -> None:
-    """After grad_cam: no hooks, no .grad on parameters, requires_grad as before, even in no_grad."""
+    """After grad_cam: no hooks, no .grad on parameters, the same requires_grad, even in no_grad."""
     model = recipe_model()
     model.classifier.weight.requires_grad_(False)
     before = [p.requires_grad for p in model.parameters()]
