@@ -176,7 +176,7 @@ def test_ece_matches_a_direct_computation_and_sklearn_bins(n_bins: int) -> None:
 
 
 def test_ece_of_calibrated_and_of_smoothed_probabilities() -> None:
-    """0.25 for images of which a quarter are class 1: no gap; always 0.95 and always right: 0.05."""
+    """0.25 where a quarter are class 1: no gap; always 0.95 (or 0.05) and always right: 0.05."""
     assert expected_calibration_error([1, 0, 0, 0] * 5, [0.25] * 20) == pytest.approx(0.0)
     assert expected_calibration_error([1] * 6 + [0] * 4, [0.95] * 6 + [0.05] * 4) \
         == pytest.approx(0.05)
@@ -184,7 +184,7 @@ def test_ece_of_calibrated_and_of_smoothed_probabilities() -> None:
 
 def direct_bootstrap(metric, targets: np.ndarray, scores: np.ndarray, n: int, seed: int
                      ) -> tuple[float, float]:
-    """The percentile bootstrap written out: n seeded resamples of pairs, one-class ones skipped."""
+    """The percentile bootstrap written out: n seeded resamples of pairs, one-class ones out."""
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n):
@@ -245,7 +245,7 @@ def red_minus_blue_model() -> nn.Module:
 
 
 def recipe_model() -> nn.Module:
-    """The recipe's network (channels-last), seeded, with BatchNorm statistics from a few batches."""
+    """The recipe's network (channels-last), seeded, BatchNorm statistics from a few batches."""
     torch.manual_seed(0)
     model = model_on_device(RecipeConfig(), torch.device("cpu"))
     with torch.no_grad():
@@ -275,7 +275,7 @@ def test_predict_image_on_a_file_agrees_with_predict_proba(tmp_path: Path, suffi
 
 
 def test_predict_image_answers_the_class_and_its_probability(tmp_path: Path) -> None:
-    """A red image is class 1 and a blue one class 0 for the red-minus-blue model, from any input."""
+    """For the red-minus-blue model a red image is class 1, a blue one class 0, from any input."""
     model = red_minus_blue_model().train()
     red = Image.new("RGB", (32, 32), (220, 30, 30))
     blue = Image.new("RGB", (32, 32), (30, 30, 220))
@@ -296,11 +296,12 @@ def test_predict_image_resizes_other_sizes_to_32(tmp_path: Path) -> None:
     big = Image.open(sample_image()).convert("RGB").resize((96, 64))
     big.save(tmp_path / "big.png")
     small = big.resize((32, 32), Image.Resampling.BILINEAR)
-    assert predict_image(model, tmp_path / "big.png", CLASSES) == predict_image(model, small, CLASSES)
+    assert predict_image(model, tmp_path / "big.png", CLASSES) \
+        == predict_image(model, small, CLASSES)
 
 
 def test_predict_image_errors_say_what_is_wrong(tmp_path: Path) -> None:
-    """A missing file, a file that is no image, a wrong input type or wrong classes: clear errors."""
+    """A missing file, a file that is no image, a wrong input type, wrong classes: clear errors."""
     model = red_minus_blue_model()
     with pytest.raises(FileNotFoundError, match="no image file at .*missing.png"):
         predict_image(model, tmp_path / "missing.png", CLASSES)
