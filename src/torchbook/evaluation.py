@@ -139,7 +139,8 @@ def open_rgb(image_or_path: str | Path | Image.Image) -> Image.Image:
         raise TypeError(f"expected an image file path or a PIL image, not {type(image_or_path)}")
     path = Path(image_or_path)
     if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path} (relative paths start in {Path.cwd()})")
+        raise FileNotFoundError(f"no image file at {path} (a relative path starts in the "
+                                f"current folder, {Path.cwd().name}/)")
     try:
         with Image.open(path) as image:
             return image.convert("RGB")
