@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from torchbook.recipe import (RecipeConfig, RecipeNet, build_model, evaluate, make_optimizer,
-                              make_scheduler, predict_proba, prepare_batch, race_summary, recipe_step,
-                              smoothed_targets, train_recipe, uses_channels_last)
+                              make_scheduler, predict_proba, prepare_batch, race_summary,
+                              recipe_step, smoothed_targets, train_recipe, uses_channels_last)
 from torchbook.training import warmup_cosine_schedule
 
 TINY = dict(widths=(8, 16, 16), threads=1)
@@ -158,8 +158,8 @@ def test_race_summary_words_the_committed_race_results():
     text = race_summary(race)
     for name in ("seed", "book"):
         recipe = race["recipes"][name]
-        assert (f"test accuracy {recipe['test_accuracy']:.3f} and ROC AUC {recipe['test_auc']:.4f} "
-                f"after {recipe['epochs']} epochs in {recipe['train_seconds']:.0f} s") in text
+        assert (f"test accuracy {recipe['test_accuracy']:.3f} "
+                f"and ROC AUC {recipe['test_auc']:.4f} after {recipe['epochs']} epochs in {recipe['train_seconds']:.0f} s") in text
     assert f"trained {race['ratios']['time']:.1f} times as long" in text
     assert f"got {race['ratios']['error']:.1f} times as many test images wrong" in text
     seed, book = race["recipes"]["seed"], race["recipes"]["book"]

@@ -81,7 +81,8 @@ def test_deterministic_seeding_sets_what_pytorch_requires(pytorch_defaults: None
     assert kernel_settings() == (True, False, True, ":4096:8")
 
 
-def test_seeding_without_deterministic_leaves_the_kernel_settings_alone(pytorch_defaults: None) -> None:
+def test_seeding_without_deterministic_leaves_the_kernel_settings_alone(
+        pytorch_defaults: None) -> None:
     """The default (None) only seeds, whatever the settings are; it switches nothing off."""
     settings.seed_everything(3)
     assert kernel_settings() == (False, False, False, None)

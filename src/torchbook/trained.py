@@ -79,7 +79,7 @@ def cifar2_data() -> Cifar2Data:
 
 def augment_on_device(images: torch.Tensor, config: RecipeConfig,
                       device: torch.device) -> torch.Tensor:
-    """A training batch of the recipe: copy the uint8 images to `device`, flip, crop, normalise there."""
+    """A recipe training batch: copy the uint8 images to `device`, flip, crop, normalise there."""
     images = images.to(device, non_blocking=True)
     return prepare_batch(random_flip_crop(images, config.padding), device, config.channels_last)
 
@@ -97,7 +97,8 @@ def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.devic
     normalize = partial(prepare_batch, device=device, channels_last=config.channels_last)
     train_loader = TensorBatches(data.fit.images, data.fit.labels.float().unsqueeze(1),
                                  config.batch_size, shuffle=True, drop_last=True,
-                                 transform=partial(augment_on_device, config=config, device=device))
+                                 transform=partial(augment_on_device, config=config,
+                                                   device=device))
     valid_loader = TensorBatches(data.valid.images, data.valid.labels.float().unsqueeze(1),
                                  batch_size=500, transform=normalize)
     optimizer = make_optimizer(model, config)
