@@ -239,7 +239,8 @@ def race_summary(race: dict) -> str:
 
     def result(recipe: dict) -> str:
         return (f"test accuracy {recipe['test_accuracy']:.3f} "
-                f"and ROC AUC {recipe['test_auc']:.4f} after {recipe['epochs']} epochs in {recipe['train_seconds']:.0f} s")
+                f"and ROC AUC {recipe['test_auc']:.4f} after {recipe['epochs']} epochs "
+                f"in {recipe['train_seconds']:.0f} s")
 
     return (f"The race ran on {race['device']}, {race['cpu_count']} CPUs, torch {race['torch']} "
             f"({race['date'][:10]}). The seed recipe reached {result(seed)}; the book's recipe "

@@ -60,6 +60,8 @@ def models_dir() -> Path:
 
 
 CUBLAS_WORKSPACE = ":4096:8"  # what PyTorch's reproducibility notes ask of cuBLAS (CUDA >= 10.2)
+_UNSET = object()
+_cublas_before: object = _UNSET  # CUBLAS_WORKSPACE_CONFIG before use_deterministic_kernels set it
 
 
 def seed_everything(seed: int = 42, deterministic: bool | None = None) -> int:
@@ -100,6 +102,3 @@ def use_deterministic_kernels(enabled: bool = True) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = enabled
 
-
-_UNSET = object()
-_cublas_before: object = _UNSET  # CUBLAS_WORKSPACE_CONFIG before use_deterministic_kernels set it
