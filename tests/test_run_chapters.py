@@ -89,6 +89,8 @@ def test_plan_runs_every_chapter_and_only_the_student_editions_that_differ(tmp_p
             data = Path(run["env"]["BOOK_DATA_DIR"])
             assert (data / "sample").resolve() == (ROOT / "data" / "sample").resolve()
             assert not (data / "models").exists(), "student runs keep their own models"
+    assert {r["kind"] for r in run_chapters.plan_runs(CHAPTERS, tmp_path, students=False)} \
+        == {"notebooks"}
 
 
 def test_a_failing_notebook_is_reported_with_its_error(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ oldest_python = import_script("tools", "oldest_python")
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # Python 3.10, the floor: pip vendors a TOML reader
-    from pip._vendor import tomli as tomllib
+else:  # Python 3.10, the floor: pytest brings tomli there
+    import tomli as tomllib
 
 
 def requirement_lines(path: Path) -> list[Requirement]:

@@ -3,6 +3,7 @@
 Usage:
     python tools/run_chapters.py                      # every chapter, 2 at a time
     python tools/run_chapters.py --jobs 1 03_training_loops --out /tmp/executed
+    python tools/run_chapters.py --no-student       # the chapters only
 
 `make test` runs this first, then builds the fast book from OUT/notebooks/ without executing again
 (tools/build_book.py --executed) and runs pytest, whose notebook tests (tests/test_notebooks.py,
@@ -90,14 +91,14 @@ def student_data_dir(out: Path) -> Path:
     return folder
 
 
-def plan_runs(chapters: list[Path], out: Path) -> list[dict]:
+def plan_runs(chapters: list[Path], out: Path, students: bool = True) -> list[dict]:
     """Return the runs: every chapter, then the student editions that differ; slowest first."""
     runs = []
     for path in chapters:
         runs.append({"kind": "notebooks", "stem": path.stem, "source": path,
                      "sha256": sha256(path), "target": out / "notebooks" / path.name, "env": {}})
     for path in chapters:
-        if has_solutions(path):
+        if students and has_solutions(path):
             source = out / "student-src" / path.name
             source.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(student_notebook(nbformat.read(path, as_version=4)), source)
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="notebooks executed at the same time (default $BOOK_JOBS or 2)")
     parser.add_argument("--timeout", type=float, default=1200,
                         help="seconds one notebook may run in all (default 1200)")
+    parser.add_argument("--no-student", action="store_true",
+                        help="only the chapters, not their student editions (make test-oldest)")
     parser.add_argument("--execute-one", nargs=2, type=Path, metavar=("SOURCE", "TARGET"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return execute_one(*args.execute_one)
     out = args.out.resolve()
     started = time.perf_counter()
-    runs = plan_runs(chapter_paths(args.chapters), out)
+    runs = plan_runs(chapter_paths(args.chapters), out, students=not args.no_student)
     print(f"executing {len(runs)} notebooks in fast mode, {args.jobs} at a time", flush=True)
     results = run_all(runs, args.jobs, args.timeout)
     seconds = time.perf_counter() - started
