@@ -53,7 +53,7 @@ if [ $$book -ne 0 ]; then echo "make: the fast book build FAILED (see above)" >&
 exit $$tests
 endef
 
-# The inner loop: every unit test, no chapter executed, no book built (about a minute).
+# The inner loop: every unit test, no chapter executed, no book built (a minute or two).
 test-fast: .venv
 	BOOK_FAST=1 $(PY) -m pytest -q -p no:cacheprovider tests -m "not notebooks" \
 		--ignore=tests/test_browser.py
