@@ -30,8 +30,8 @@ import tempfile
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 
@@ -46,8 +46,7 @@ _CHECK_CELL = re.compile(r"otter\.Notebook\(|grader\.check\(")
 _UNWATCHED = {"__pycache__", ".git", ".pytest_cache", ".ipynb_checkpoints"}
 
 
-@dataclass
-class Check:
+class Check(NamedTuple):
     """One exercise's check file: its label, its path, and what is left to a human."""
 
     label: str
@@ -96,16 +95,19 @@ def exercise_labels(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
 def grading_copy(nb: nbformat.NotebookNode, labels: set[str]) -> nbformat.NotebookNode:
     """Drop the student's check cells; ask otter to check each exercise after its last code cell.
 
-    The last code cell before the next exercise (the answer, or the solution in the chapter) gets
-    otter's cell metadata `{"otter": {"tests": [label]}}`, so otter runs the check right there, on
-    the variables as the exercise left them. Exercises without a code cell are checked at the end.
+    An exercise's cells run up to the next exercise or the next markdown heading (`## Summary`).
+    Their last code cell (the answer, or the solution in the chapter) gets otter's cell metadata
+    `{"otter": {"tests": [label]}}`, so otter runs the check right there, on the variables as the
+    exercise left them. Exercises without a code cell are checked at the end of the notebook.
     """
     nb = nbformat.from_dict(nb)
     nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and _CHECK_CELL.search(c.source))]
     found = exercise_labels(nb)
     for k, (start, label) in enumerate(found):
         end = found[k + 1][0] if k + 1 < len(found) else len(nb.cells)
-        code = [c for c in nb.cells[start:end] if c.cell_type == "code"]
+        headings = [i for i in range(start + 1, end) if nb.cells[i].cell_type == "markdown"
+                    and nb.cells[i].source.lstrip().startswith("#")]
+        code = [c for c in nb.cells[start:min(headings, default=end)] if c.cell_type == "code"]
         if label in labels and code:
             code[-1].metadata.setdefault("otter", {}).setdefault("tests", []).append(label)
     return nb
