@@ -13,7 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
+import torch
+from otter.test_files import ExceptionTestFile
+from torch import nn
+
+from torchbook.datasets import WindowDataset
+from torchbook.training import Callback
 
 from scripts import import_script
 
@@ -189,3 +196,143 @@ def test_which_exercises_have_checks() -> None:
         for check in grade.chapter_checks(path.stem):
             assert check.path.stem == check.label and check.label.startswith(f"ch{path.stem[:2]}")
             assert check.automatic or check.manual_points > 0, check.label
+
+
+# Checks accept any correct answer: each check file run (in this process) on answers written in
+# other ways than the chapter's solution, and on wrong ones.
+
+def run_check(chapter_stem: str, label: str, env: dict) -> list[bool]:
+    """Run one exercise's check file on `env`; return whether each test case passed."""
+    test_file = ExceptionTestFile.from_file(str(ROOT / "grading" / chapter_stem / f"{label}.py"))
+    test_file.run(env)
+    return [result.passed for result in test_file.test_case_results]
+
+
+def reduced_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correct: reduce over every dimension but the channels."""
+    pixels = images.double() / 255
+    return pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3), unbiased=False)
+
+
+def transposed_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Correct, another way: channels first, then one row per channel; lists of floats."""
+    rows = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
+    return rows.mean(dim=1).tolist(), rows.var(dim=1, unbiased=False).sqrt().tolist()
+
+
+def looped_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right numbers, but the Python loop the exercise rules out."""
+    pixels = images.double() / 255
+    means = torch.stack([pixels[:, c].mean() for c in range(pixels.shape[1])])
+    return means, torch.stack([pixels[:, c].std(unbiased=False) for c in range(pixels.shape[1])])
+
+
+def quick_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chapter's bug: view mixes the channels of different images."""
+    pixels = images.double().view(images.shape[1], -1) / 255
+    return pixels.mean(dim=1), pixels.std(dim=1, unbiased=False)
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(reduced_mean_std, [True, True]),
+                                                  (transposed_mean_std, [True, True]),
+                                                  (looped_mean_std, [True, False]),
+                                                  (None, [False, False])])
+def test_ch01_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Two different fixes pass; a loop loses the hidden case; the bug alone passes nothing."""
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    env = {"train_images": images, "quick_mean_std": quick_mean_std}
+    if answer is not None:
+        env[answer.__name__] = answer
+    assert run_check("01_data_pipelines", "ch01-ex1", env) == expected
+
+
+class SlicingHorizon(WindowDataset):
+    """Correct, another way: keeps its own horizon, slices without calling the parent."""
+
+    def __init__(self, series, window: int = 8, horizon: int = 3):
+        super().__init__(series, window)
+        self.steps = horizon
+
+    def __len__(self) -> int:
+        return max(0, self.series.shape[0] - self.window - self.steps + 1)
+
+    def __getitem__(self, index: int):
+        if index >= len(self) or index < 0:
+            raise IndexError("past the end")
+        start = index + self.window
+        return self.series[index:start].clone(), self.series[start:start + self.steps].clone()
+
+
+class OffByOneHorizon(SlicingHorizon):
+    """Wrong: one item too many (the last one has a short target)."""
+
+    def __len__(self) -> int:
+        return super().__len__() + 1
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(SlicingHorizon, [True, True, True]),
+                                                  (OffByOneHorizon, [True, False, False])])
+def test_ch01_ex3_checks_behaviour(answer: type, expected: list[bool]) -> None:
+    """Another correct implementation passes; an off-by-one length fails."""
+    daily = pd.DataFrame(torch.randn(46, 2, generator=torch.Generator().manual_seed(1)).numpy())
+    env = {"daily": daily, "WindowDataset": WindowDataset, "HorizonWindowDataset": answer}
+    assert run_check("01_data_pipelines", "ch01-ex3", env) == expected
+
+
+def deep_head(width: int = 64, depth: int = 3) -> nn.Sequential:
+    """The chapter's bug: the same Linear object `depth` times."""
+    block = [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*block * depth, nn.Linear(width, 1))
+
+
+def nested_head(width: int = 64, depth: int = 3) -> nn.Sequential:
+    """Correct, another way: a Sequential of Sequential blocks."""
+    blocks = [nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(depth)]
+    return nn.Sequential(*blocks, nn.Linear(width, 1))
+
+
+def fixed_width_head(width: int = 64, depth: int = 3) -> nn.Sequential:
+    """Half right: separate layers, but ignores `width` and `depth`."""
+    return nested_head()
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(nested_head, [True, True]),
+                                                  (fixed_width_head, [True, False]),
+                                                  (None, [False, False])])
+def test_ch02_ex2_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """A nested fix passes; one that ignores its arguments loses the hidden case; the bug fails."""
+    env = {"deep_head": deep_head}
+    if answer is not None:
+        env["fixed_" + answer.__name__] = answer
+    assert run_check("02_models_three_ways", "ch02-ex2", env) == expected
+
+
+class BestEpochStopping(Callback):
+    """Correct, another way: remembers the best epoch number, not a counter."""
+
+    def __init__(self, monitor: str = "valid_auc", patience: int = 2):
+        self.monitor, self.patience, self.best, self.best_epoch = monitor, patience, None, 0
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        if self.best is None or row[self.monitor] > self.best:
+            self.best, self.best_epoch = row[self.monitor], row["epoch"]
+        elif row["epoch"] - self.best_epoch >= self.patience:
+            trainer.stop_training = True
+
+
+class ImpatientStopping(BestEpochStopping):
+    """Wrong: stops at the first epoch that does not improve, and can cancel a stop."""
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        improved = self.best is None or row[self.monitor] > self.best
+        self.best = row[self.monitor] if improved else self.best
+        trainer.stop_training = not improved
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(BestEpochStopping, [True] * 4),
+                                                  (ImpatientStopping, [True, False, False, False])])
+def test_ch03_ex1_checks_behaviour(answer: type, expected: list[bool]) -> None:
+    """Another correct callback passes every case; an impatient one fails the behaviour cases."""
+    env = {"Callback": Callback, "EarlyStopping": answer}
+    assert run_check("03_training_loops", "ch03-ex1", env) == expected

@@ -216,7 +216,8 @@ def grade_one(args: argparse.Namespace) -> int:
     results = grade_submission(args.run_one, args.autograder, quiet=True)
     tests = {}
     for label, test_file in results.results.items():
-        failed = [(r.test_case.name or "", (r.message or "").strip().splitlines()[-1:])
+        failed = [(re.sub(rf"^{re.escape(label)} - ", "case ", r.test_case.name or ""),
+                   (r.message or "").strip().splitlines()[-1:])
                   for r in test_file.test_case_results if not r.passed]
         tests[label] = {"score": test_file.score, "possible": test_file.possible,
                         "failed": [f"{n}: {m[0] if m else 'failed'}" for n, m in failed]}

@@ -9,7 +9,7 @@ manual = ""
 def series(env):
     """The daily changes of the chapter as a float tensor (T, F)."""
     import torch
-    return torch.as_tensor(env["daily"].to_numpy(), dtype=torch.float32)
+    return torch.as_tensor(env["daily"].to_numpy().copy(), dtype=torch.float32)
 
 
 @test_case(points=1, hidden=False)
