@@ -236,7 +236,8 @@ def rows_for(student: str, stem: str, checks: list[Check], outcome: dict | str,
         row = {"student": student, "chapter": stem, "exercise": check.label, "status": ""}
         notes = []
         if isinstance(outcome, str):
-            row.update(score=0, max_score=f"{check.points:g}", status=outcome)
+            possible = check.points if check.automatic else check.manual_points
+            row.update(score=0, max_score=f"{possible:g}", status=outcome)
         elif not check.automatic:
             row.update(score="", max_score=f"{check.manual_points:g}")
         else:
@@ -309,7 +310,7 @@ def write_gradebook(rows: list[dict], out: Path) -> tuple[Path, Path]:
         writer.writerows(rows)
     lines = ["# Gradebook", "", "| " + " | ".join(FIELDS) + " |", "|" + " --- |" * len(FIELDS)]
     lines += ["| " + " | ".join(str(r[k]).replace("|", "\\|") for k in FIELDS) + " |" for r in rows]
-    lines += ["", "## Totals (automatic checks only)", "", "| student | score | max_score |",
+    lines += ["", "## Totals (scored rows; add what you mark by hand)", "", "| student | score | max_score |",
               "| --- | --- | --- |"]
     for student in sorted({r["student"] for r in rows}):
         mine = [r for r in rows if r["student"] == student and r["score"] != ""]
