@@ -101,7 +101,8 @@ def grading_copy(nb: nbformat.NotebookNode, labels: set[str]) -> nbformat.Notebo
     exercise left them. Exercises without a code cell are checked at the end of the notebook.
     """
     nb = nbformat.from_dict(nb)
-    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and _CHECK_CELL.search(c.source))]
+    nb.cells = [c for c in nb.cells
+                if not (c.cell_type == "code" and _CHECK_CELL.search(c.source))]
     found = exercise_labels(nb)
     for k, (start, label) in enumerate(found):
         end = found[k + 1][0] if k + 1 < len(found) else len(nb.cells)
@@ -270,7 +271,8 @@ def grade_notebook(student_dir: Path, path: Path, time_limit: float,
         return rows_for(student, stem, checks, problem, [])
     with tempfile.TemporaryDirectory(prefix="torchbook-grade-") as tmp_name:
         tmp = Path(tmp_name)
-        notebook = prepare_workdir(tmp, stem, grading_copy(nb, {c.label for c in checks if c.automatic}))
+        automatic = {c.label for c in checks if c.automatic}
+        notebook = prepare_workdir(tmp, stem, grading_copy(nb, automatic))
         autograder = build_autograder(checks, tmp / "autograder.zip")
         watched = [ROOT, student_dir.resolve()]
         before = snapshot(watched)
@@ -309,9 +311,10 @@ def write_gradebook(rows: list[dict], out: Path) -> tuple[Path, Path]:
         writer.writeheader()
         writer.writerows(rows)
     lines = ["# Gradebook", "", "| " + " | ".join(FIELDS) + " |", "|" + " --- |" * len(FIELDS)]
-    lines += ["| " + " | ".join(str(r[k]).replace("|", "\\|") for k in FIELDS) + " |" for r in rows]
-    lines += ["", "## Totals (scored rows; add what you mark by hand)", "", "| student | score | max_score |",
-              "| --- | --- | --- |"]
+    lines += ["| " + " | ".join(str(r[k]).replace("|", "\\|") for k in FIELDS) + " |"
+              for r in rows]
+    lines += ["", "## Totals (scored rows; add what you mark by hand)", "",
+              "| student | score | max_score |", "| --- | --- | --- |"]
     for student in sorted({r["student"] for r in rows}):
         mine = [r for r in rows if r["student"] == student and r["score"] != ""]
         total = sum(float(r["score"]) for r in mine)

@@ -6,9 +6,9 @@ Usage:
 Removes the code cells tagged `solution` and the `{solution}` blocks (MyST fences of backticks or
 colons) from markdown cells, drops markdown cells left empty, adds an empty code cell after each
 `{exercise}` for the answer, and checks that each notebook is still valid (nbformat.validate).
-Where `grading/<chapter>/<label>.py` has public checks (otter test cases not marked hidden), it adds
-a "check my answer" cell after the answer cell and writes those checks, without the hidden cases,
-to `checks/<chapter>/` beside the notebooks (tools/grade.py grades with all of them).
+Where `grading/<chapter>/<label>.py` has public checks (otter test cases not marked hidden), it
+adds a "check my answer" cell after the answer cell and writes those checks, without the hidden
+cases, to `checks/<chapter>/` beside the notebooks (tools/grade.py grades with all of them).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def test_length_and_first_item(env, HorizonWindowDataset):
     import torch
     assert HorizonWindowDataset is not None, "define the class HorizonWindowDataset"
     data = series(env)
-    windows = HorizonWindowDataset(env["daily"].to_numpy(), window=8, horizon=3)
+    windows = HorizonWindowDataset(env["daily"].to_numpy().copy(), window=8, horizon=3)
     assert len(windows) == len(data) - 8 - 3 + 1, f"expected {len(data) - 10} items"
     inputs, targets = windows[0]
     assert tuple(targets.shape) == (3, data.shape[1]), "targets have shape (horizon, F)"

@@ -39,7 +39,7 @@ def test_a_fixed_head_passes_the_chapter_check(env):
 
 @test_case(points=1, hidden=True)
 def test_other_widths_depths_and_independent_layers(env):
-    """Width 16, depth 5 work too, with ReLUs; changing one layer's weights leaves the next alone."""
+    """Width 16, depth 5 work too, with ReLUs; changing one layer leaves the next alone."""
     import torch
     from torch import nn
     good = [f for f in fixed_functions(env) if builds_right_head(f, width=16, depth=5)]

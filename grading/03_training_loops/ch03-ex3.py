@@ -14,7 +14,8 @@ def reference(env):
 def batch_accuracies(env, logits, targets, size):
     """Accuracy of each batch of `size` consecutive images."""
     acc = env["accuracy_from_logits"]
-    return [float(acc(logits[i:i + size], targets[i:i + size])) for i in range(0, len(targets), size)]
+    starts = range(0, len(targets), size)
+    return [float(acc(logits[i:i + size], targets[i:i + size])) for i in starts]
 
 
 def sequences(env):
