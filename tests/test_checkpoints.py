@@ -1,13 +1,22 @@
 """Tests for torchbook.checkpoints: safe, generic saving and loading."""
 from __future__ import annotations
 
+import io
+import json
+import random
+
+import numpy as np
 import pytest
 import torch
 
 import torchbook.checkpoints as checkpoints
-from torchbook.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from taught_code import assert_taught_as_shipped
+from torchbook.checkpoints import (BestCheckpoints, CheckpointError, load_checkpoint, read_checkpoint,
+                                   restore_rng_states, resume_checkpoint, rng_states, save_checkpoint,
+                                   strip_prefix)
 from torchbook.models import Net
 from torchbook.recipe import RecipeConfig, build_model
+from torchbook.settings import seed_everything
 
 SMALL = RecipeConfig(widths=(4, 8))
 
@@ -107,3 +116,178 @@ def test_metadata_must_be_plain_data(tmp_path):
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "m.pt", build_model(SMALL), {"device": torch.device("cpu")})
     assert not list(tmp_path.iterdir())
+
+
+# --- chapter 5: training checkpoints, resuming, best k, prefixes, sharing ----------------------
+
+def toy_run(seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """A tiny model with dropout, Adam and a step schedule: every piece has state to restore."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                torch.nn.Linear(8, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    return model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+
+
+def toy_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """One epoch that draws from torch, Python `random` and NumPy, as real runs do."""
+    x = torch.randn(32, 4) + random.random() + float(np.random.rand())
+    for index in torch.randperm(32).split(8):
+        loss = torch.nn.functional.mse_loss(model(x[index]), x[index].sum(dim=1, keepdim=True))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    scheduler.step()
+
+
+def test_resume_checkpoint_continues_a_run_bit_for_bit(tmp_path):
+    """4 epochs, save, resume into a fresh run, 4 more: the same weights as 8 epochs straight."""
+    seed_everything(0)
+    straight = toy_run()
+    for _ in range(8):
+        toy_epoch(*straight)
+
+    seed_everything(0)
+    first = toy_run()
+    for _ in range(4):
+        toy_epoch(*first)
+    save_checkpoint(tmp_path / "run.pt", first[0], {"epoch": 4}, first[1], first[2])
+    seed_everything(123)  # a new session, in another random state
+    resumed = toy_run(seed=5)
+    assert resume_checkpoint(tmp_path / "run.pt", *resumed) == {"epoch": 4}
+    for _ in range(4):
+        toy_epoch(*resumed)
+    assert all(torch.equal(value, resumed[0].state_dict()[name])
+               for name, value in straight[0].state_dict().items())
+    assert resumed[1].param_groups[0]["lr"] == straight[1].param_groups[0]["lr"] == 0.0025
+
+
+def test_rng_states_survive_a_weights_only_file(tmp_path):
+    seed_everything(3)
+    random.gauss(0, 1)  # Python keeps a second gaussian for the next call
+    torch.save(rng_states(), tmp_path / "rng.pt")
+    first = torch.rand(3), random.random(), random.gauss(0, 1), np.random.rand(2), np.random.randn()
+    restore_rng_states(torch.load(tmp_path / "rng.pt", weights_only=True))
+    again = torch.rand(3), random.random(), random.gauss(0, 1), np.random.rand(2), np.random.randn()
+    assert torch.equal(first[0], again[0]) and first[1:3] == again[1:3]
+    assert np.array_equal(first[3], again[3]) and first[4] == again[4]
+
+
+def test_resume_without_a_saved_optimizer_says_what_to_do(tmp_path):
+    model, optimizer, scheduler = toy_run()
+    path = save_checkpoint(tmp_path / "weights.pt", model)
+    with pytest.raises(CheckpointError, match="holds no optimizer state.*Pass optimizer= to save_checkpoint"):
+        resume_checkpoint(path, model, optimizer)
+    path = save_checkpoint(tmp_path / "no_schedule.pt", model, optimizer=optimizer)
+    with pytest.raises(CheckpointError, match="holds no scheduler state"):
+        resume_checkpoint(path, model, optimizer, scheduler)
+    assert resume_checkpoint(path, model, optimizer) == {}
+
+
+def test_chapter_3_call_still_saves_weights_and_meta_only(tmp_path):
+    """save_checkpoint(path, model, meta) as chapter 3 calls it: no optimizer or scheduler state."""
+    payload = torch.load(save_checkpoint(tmp_path / "m.pt", build_model(SMALL), {"a": 1}), weights_only=True)
+    assert payload["meta"] == {"a": 1} and "optimizer" not in payload and "scheduler" not in payload
+
+
+@pytest.mark.parametrize("mode, scores, kept", [
+    ("max", [0.5, 0.9, 0.7, float("nan"), 0.8, 0.6, 0.9], [2, 5, 7]),
+    ("min", [0.5, 0.9, 0.4, 0.45, 0.45, 0.3], [3, 4, 6]),
+])
+def test_best_checkpoints_keeps_only_the_k_best_files(tmp_path, mode, scores, kept):
+    """Only the k best files stay; ties keep the earlier epoch; NaN is never saved."""
+    best = BestCheckpoints(tmp_path / "best", k=3, metric="valid_auc", mode=mode)
+    model = build_model(SMALL)
+    for epoch, score in enumerate(scores, start=1):
+        best.update(model, {"epoch": epoch, "valid_auc": score})
+    files = sorted((tmp_path / "best").iterdir())
+    assert [int(path.name[5:8]) for path in files] == kept
+    assert len(best.kept) == 3 and set(files) == {path for _, _, path in best.kept}
+    ranked = sorted(range(len(scores)), key=lambda i: (scores[i] if mode == "min" else -scores[i], i))
+    assert read_checkpoint(best.best_path)["meta"]["metrics"]["epoch"] == ranked[0] + 1
+
+
+def test_best_checkpoints_of_a_resumed_run_counts_the_files_already_there(tmp_path):
+    """A new BestCheckpoints on the folder of an interrupted run keeps k files in all."""
+    model = build_model(SMALL)
+    first = BestCheckpoints(tmp_path, k=2, metric="valid_auc")
+    for epoch, score in enumerate([0.6, 0.8, 0.7], start=1):
+        first.update(model, {"epoch": epoch, "valid_auc": score})
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    resumed = BestCheckpoints(tmp_path, k=2, metric="valid_auc")
+    assert [epoch for _, epoch, _ in resumed.kept] == [2, 3]
+    resumed.update(model, {"epoch": 3, "valid_auc": 0.7})  # epoch 3 trained again after a crash
+    resumed.update(model, {"epoch": 4, "valid_auc": 0.9})
+    assert sorted(p.name[:8] for p in tmp_path.glob("*.pt")) == ["epoch002", "epoch004"]
+    assert resumed.best_path.name == "epoch004-valid_auc0.9000.pt"
+
+
+def test_best_checkpoints_saves_a_resumable_checkpoint(tmp_path):
+    model, optimizer, scheduler = toy_run()
+    best = BestCheckpoints(tmp_path, k=1, metric="valid_loss", mode="min")
+    assert best.best_path is None
+    path = best.update(model, {"epoch": 1, "valid_loss": 0.25}, optimizer, scheduler)
+    assert path == best.best_path and path.name == "epoch001-valid_loss0.2500.pt"
+    assert best.update(model, {"epoch": 2, "valid_loss": 0.5}, optimizer, scheduler) is None
+    assert resume_checkpoint(path, *toy_run())["metrics"] == {"epoch": 1, "valid_loss": 0.25}
+    with pytest.raises(ValueError):
+        BestCheckpoints(tmp_path, k=0)
+
+
+def test_strip_prefix_loads_a_data_parallel_state_dict():
+    model = trained_looking(build_model(SMALL))
+    wrapped = torch.nn.DataParallel(model).state_dict()
+    assert all(key.startswith("module.") for key in wrapped)
+    fresh = build_model(SMALL).eval()
+    with pytest.raises(RuntimeError, match="Missing key"):
+        fresh.load_state_dict(wrapped)
+    fresh.load_state_dict(strip_prefix(wrapped))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), fresh(x))
+    assert list(strip_prefix({"a.w": 1, "module.b": 2}, "module.")) == ["a.w", "b"]
+
+
+def test_safetensors_round_trip(tmp_path):
+    """The chapter's way: contiguous tensors plus the config as string metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = trained_looking(build_model(SMALL)).to(memory_format=torch.channels_last)
+    tensors = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(tensors, tmp_path / "m.safetensors", metadata={"config": json.dumps(SMALL.to_dict())})
+    with safe_open(tmp_path / "m.safetensors", framework="pt") as handle:
+        config = RecipeConfig(**json.loads(handle.metadata()["config"]))
+    fresh = build_model(config).eval()
+    fresh.load_state_dict(load_file(tmp_path / "m.safetensors"))
+    assert all(torch.equal(value, fresh.state_dict()[name]) for name, value in model.state_dict().items())
+
+
+def test_a_crash_halfway_through_a_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """Half the bytes written, then an interrupt (not an Exception): the old file is untouched."""
+    model, optimizer, scheduler = toy_run()
+    path = save_checkpoint(tmp_path / "run.pt", model, {"epoch": 1}, optimizer, scheduler)
+    real_save = torch.save
+
+    def save_half_then_interrupt(obj, f, *args, **kwargs):
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        f.write(buffer.getvalue()[:buffer.tell() // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, {"epoch": 2}, optimizer, scheduler)
+    monkeypatch.undo()
+    assert resume_checkpoint(path, *toy_run()) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]
+
+
+def test_first_line_drops_terminal_colour_codes():
+    assert checkpoints.first_line(RuntimeError("\x1b[1mbold\x1b[0m text\nmore")) == "bold text"
+
+
+@pytest.mark.parametrize("name", ["rng_states", "restore_rng_states", "strip_prefix", "BestCheckpoints"])
+def test_chapter_teaches_the_package_code(name):
+    """What chapter 5 teaches inline is what torchbook.checkpoints ships."""
+    assert_taught_as_shipped("05_saving_and_loading", checkpoints, name)

@@ -1,9 +1,9 @@
 """Tests for torchbook.training: steps, epochs, train_model, Trainer and its callbacks."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from functools import partial
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +12,10 @@ from torch import nn
 
 from taught_code import assert_taught_as_shipped
 from torchbook import training
+from torchbook.datasets import TensorBatches
+from torchbook.recipe import RecipeConfig, make_optimizer, model_on_device, prepare_batch
+from torchbook.settings import seed_everything
+from torchbook.trained import augment_on_cpu, smoothed_bce
 from torchbook.training import (Callback, CheckpointCallback, LoggingCallback, Trainer, train_epoch,
                                 train_model, train_step, valid_epoch, valid_step, warmup_cosine_schedule)
 
@@ -245,3 +249,59 @@ def test_trainer_refuses_to_fit_past_the_end_of_its_schedule() -> None:
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The loop chapter 3 teaches inline is the loop torchbook.training ships."""
     assert_taught_as_shipped("03_training_loops", training, name)
+
+
+# --- chapter 5: resuming a Trainer run from CheckpointCallback(last_path=...) ------------------
+
+def small_recipe_trainer(*callbacks: Callback) -> tuple[Trainer, TensorBatches, TensorBatches]:
+    """A seeded run of a small recipe model on random images, augmented from the global RNG."""
+    config = RecipeConfig(widths=(4, 8), batch_size=16, lr=0.05)
+    generator = torch.Generator().manual_seed(7)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = (images[:, 0].float().mean(dim=(1, 2)) > 127).float().unsqueeze(1)
+    train = TensorBatches(images[:48], labels[:48], 16, shuffle=True, drop_last=True,
+                          transform=partial(augment_on_cpu, config=config))
+    valid = TensorBatches(images[48:], labels[48:], 16, transform=partial(prepare_batch, device=CPU))
+    seed_everything(0)
+    model = model_on_device(config, CPU)
+    optimizer = make_optimizer(model, config)
+    schedule = warmup_cosine_schedule(optimizer, 8 * len(train))
+    trainer = Trainer(model, partial(smoothed_bce, smoothing=0.1), optimizer, CPU, schedule,
+                      callbacks=list(callbacks), progress=False)
+    return trainer, train, valid
+
+
+def test_checkpoint_callback_resumes_a_run_exactly(tmp_path: Path) -> None:
+    """4 epochs, stop, resume 4 more in a fresh trainer: the weights and history of 8 straight."""
+    straight, train, valid = small_recipe_trainer()
+    straight.fit(train, valid, epochs=8)
+
+    paths = tmp_path / "best.pt", tmp_path / "last.pt"
+    first, train, valid = small_recipe_trainer(
+        CheckpointCallback(paths[0], last_path=paths[1], meta={"config": {"widths": [4, 8]}}))
+    first.fit(train, valid, epochs=4)
+    saved = torch.load(paths[1], weights_only=True)["meta"]
+    assert saved["config"] == {"widths": [4, 8]} and saved["epoch"] == 4
+    assert saved["history"] == first.rows
+    checkpoint = CheckpointCallback(paths[0], last_path=paths[1])
+    resumed, train, valid = small_recipe_trainer(checkpoint)
+    torch.manual_seed(99)  # the new session's generators are restored by resume
+    assert checkpoint.resume(resumed) == 4 and len(resumed.history) == 4
+    assert checkpoint.best_epoch == int(first.history["valid_auc"].idxmax()) + 1
+    resumed.fit(train, valid, epochs=4)
+    assert all(torch.equal(value, resumed.model.state_dict()[name])
+               for name, value in straight.model.state_dict().items())
+    same = ["epoch", "train_loss", "valid_loss", "valid_auc", "lr"]
+    assert straight.history[same].equals(resumed.history[same])
+    best_epoch = int(straight.history["valid_auc"].idxmax()) + 1  # first epoch with the best AUC
+    assert checkpoint.best_epoch == best_epoch
+    assert all(torch.equal(v, torch.load(paths[0], weights_only=True)[k])
+               for k, v in checkpoint.best_state.items())
+
+
+def test_checkpoint_callback_resume_needs_its_files() -> None:
+    with pytest.raises(ValueError, match="give `path`"):
+        CheckpointCallback(last_path="last.pt")
+    trainer, _, _ = small_recipe_trainer()
+    with pytest.raises(ValueError, match="last_path"):
+        CheckpointCallback().resume(trainer)

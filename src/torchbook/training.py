@@ -7,7 +7,7 @@
 - `warmup_cosine_schedule`: linear warm-up, then cosine decay, stepped after every batch (a
   `LambdaLR`, which behaves alike on every supported torch; `Trainer.fit` refuses to run past its end).
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
-  used by later chapters.
+  used by later chapters; `CheckpointCallback(last_path=...)` makes a run resumable (ch. 5).
 
 A loader is any iterable of (x, y) batches. For the book's one-logit models, y holds 0/1 floats of
 shape [B, 1], as chapter 1's `to_float_target` makes them. The loops never call `.item()` per step:
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from torchbook.checkpoints import resume_checkpoint, save_checkpoint
 from torchbook.device import get_device
 from torchbook.evaluation import accuracy_from_logits, predict_logits, roc_auc
 
@@ -168,13 +169,24 @@ class LoggingCallback(Callback):
 
 
 class CheckpointCallback(Callback):
-    """Keep the model's best state_dict by a monitored metric; also save it to `path` if given."""
+    """Keep the model's best state_dict by a monitored metric; also save it to `path` if given.
+
+    With `last_path`, also save a full training checkpoint there after every epoch (weights,
+    optimizer, scheduler, RNG states, history, and `meta` such as the config), from which
+    `resume(trainer)` continues the run.
+    """
 
     def __init__(self, path: str | Path | None = None, monitor: str = "valid_auc",
-                 mode: str = "max"):
+                 mode: str = "max", last_path: str | Path | None = None,
+                 meta: Optional[dict] = None):
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
+        if last_path is not None and path is None:
+            raise ValueError("a resumable run needs its best weights on disk too: give `path` "
+                             "as well as `last_path`")
         self.path = Path(path) if path is not None else None
+        self.last_path = Path(last_path) if last_path is not None else None
+        self.meta = dict(meta or {})
         self.monitor, self.mode = monitor, mode
         self.best_score, self.best_epoch, self.best_state = None, None, None
 
@@ -197,6 +209,23 @@ class CheckpointCallback(Callback):
                 tmp = self.path.with_name(f".{self.path.name}.tmp")
                 torch.save(self.best_state, tmp)
                 os.replace(tmp, self.path)  # atomic: a crash never leaves half a file behind
+        if self.last_path is not None:
+            meta = {**self.meta, "epoch": row["epoch"], "history": trainer.rows,
+                    "best_epoch": self.best_epoch, "best_score": self.best_score}
+            save_checkpoint(self.last_path, trainer.model, meta, trainer.optimizer,
+                            trainer.scheduler)
+
+    def resume(self, trainer: "Trainer") -> int:
+        """Load the run saved at `last_path` into `trainer` and this callback; return its epoch."""
+        if self.last_path is None:
+            raise ValueError("nothing to resume from: create the callback with `last_path`")
+        meta = resume_checkpoint(self.last_path, trainer.model, trainer.optimizer,
+                                 trainer.scheduler)
+        trainer.rows = [dict(row) for row in meta["history"]]
+        self.best_score, self.best_epoch = meta["best_score"], meta["best_epoch"]
+        if self.best_epoch is not None:
+            self.best_state = torch.load(self.path, map_location="cpu", weights_only=True)
+        return meta["epoch"]
 
     def restore_best(self, model: nn.Module) -> nn.Module:
         """Load the best weights seen into `model`; return it."""
