@@ -21,6 +21,7 @@ import torch
 from otter.test_files import ExceptionTestFile
 from torch import nn
 
+from torchbook.checkpoints import restore_rng_states, rng_states
 from torchbook.datasets import WindowDataset
 from torchbook.training import Callback
 
@@ -362,3 +363,50 @@ def test_ch03_ex1_checks_behaviour(answer: type, expected: list[bool]) -> None:
     """Another correct callback passes every case; an impatient one fails the behaviour cases."""
     env = {"Callback": Callback, "EarlyStopping": answer}
     assert run_check("03_training_loops", "ch03-ex1", env) == expected
+
+
+def save_run(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+             epoch: int) -> None:
+    """Chapter 5's saver: weights, optimizer, scheduler, epoch and RNG states."""
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_states()}, path)
+
+
+def load_run(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> int:
+    """Chapter 5's bug: the scheduler is saved but not restored."""
+    saved = torch.load(path, weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    restore_rng_states(saved["rng"])
+    return saved["epoch"]
+
+
+def resume_everything(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler) -> int:
+    """Correct, another way: restore by key, in another order."""
+    saved = torch.load(path, weights_only=True)
+    restore_rng_states(saved["rng"])
+    for key, target in {"scheduler": scheduler, "optimizer": optimizer, "model": model}.items():
+        target.load_state_dict(saved[key])
+    return int(saved["epoch"])
+
+
+def load_without_rng(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler) -> int:
+    """Half right: restores the scheduler but forgets the random number generators."""
+    saved = torch.load(path, weights_only=True)
+    for key, target in {"scheduler": scheduler, "optimizer": optimizer, "model": model}.items():
+        target.load_state_dict(saved[key])
+    return saved["epoch"]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(resume_everything, [True, True]),
+                                                  (load_without_rng, [True, False]),
+                                                  (None, [False, False])])
+def test_ch05_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Another complete fix passes; forgetting the RNGs loses the hidden case; the bug fails."""
+    env = {"save_run": save_run, "load_run": load_run, "rng_states": rng_states,
+           "restore_rng_states": restore_rng_states}
+    if answer is not None:
+        env[answer.__name__] = answer
+    assert run_check("05_saving_and_loading", "ch05-ex1", env) == expected

@@ -42,7 +42,8 @@ def fixed_functions(env):
     """The answer's functions that compute statistics per channel correctly (the fix)."""
     import types
     candidates = [v for k, v in env.items() if isinstance(v, types.FunctionType)
-                  and "mean" in k and k not in CHAPTER and not k.startswith("_")]
+                  and "mean" in k and k not in CHAPTER and not k.startswith("_")
+                  and not getattr(v, "__module__", "").startswith("torchbook")]
     return [f for f in candidates if agrees(f, red_images())]
 
 

@@ -27,7 +27,8 @@ def fixed_functions(env):
     """The answer's head builders (a fixed deep_head, or a new one with "head" in its name)."""
     import types
     return [v for k, v in env.items() if isinstance(v, types.FunctionType) and "head" in k
-            and k not in CHAPTER and not k.startswith("_") and builds_right_head(v)]
+            and k not in CHAPTER and not k.startswith("_")
+            and not getattr(v, "__module__", "").startswith("torchbook") and builds_right_head(v)]
 
 
 @test_case(points=1, hidden=False)
