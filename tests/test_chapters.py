@@ -130,6 +130,22 @@ def update_tainted(tree: ast.AST, tainted: set[str]) -> None:
             tainted -= names
 
 
+def tainted_reads(statement: ast.stmt, tainted: set[str]) -> set[str]:
+    """Tainted names a statement reads, then its bindings; a for loop binds before its body runs."""
+    if not isinstance(statement, (ast.For, ast.AsyncFor)):
+        via = loaded_names(statement) & tainted
+        update_tainted(statement, tainted)
+        return via
+    via = loaded_names(statement.iter) & tainted
+    if via or matches(ast.unparse(statement.iter), TEST_READS):
+        tainted |= assigned_names(statement.target)
+    else:
+        tainted -= assigned_names(statement.target)
+    for inner in statement.body + statement.orelse:
+        via |= tainted_reads(inner, tainted)
+    return via
+
+
 def find_test_set_breaches(nb: nbformat.NotebookNode) -> list[str]:
     """Every breach of the convention in a notebook, as 'cell N: what' lines (empty: it follows it)."""
     problems, tainted = [], set()
@@ -146,8 +162,7 @@ def find_test_set_breaches(nb: nbformat.NotebookNode) -> list[str]:
         if tree is not None:
             via = set()
             for statement in tree.body:  # in order: a name read before it is rebound counts
-                via |= loaded_names(statement) & tainted
-                update_tainted(statement, tainted)
+                via |= tainted_reads(statement, tainted)
             reads += [f"names assigned from test data ({', '.join(sorted(via))})"] if via else []
         if reads and not tagged:
             problems.append(f"cell {index}: reads the test split ({'; '.join(reads)}) "
@@ -173,8 +188,11 @@ GOOD = [
     ("scores = predict(model, test_images)\nauc = roc_auc(scores, test_labels)\n"
      "predicted = scores.argmax(dim=1)", [TAG]),
     ("print(f'test AUC {auc:.3f}')", [TAG]),
+    ("for tta, probs in {True: scores}.items():\n    print(tta, probs.mean())", [TAG]),
     ("auc = 0.5  # reassigned from nothing of the test set: free again\nprint(auc)", []),
     ("%pip install nothing\n!ls data/cifar2/train", []),
+    ("for tta in (False, True):  # a loop variable bound afresh, not from the test set\n"
+     "    print(tta)", []),
     ("def total(batch):\n    scores = batch.sum()  # its own scores, not the test scores\n"
      "    return scores\n\nsquares = [scores ** 2 for scores in range(3)]", []),
 ]

@@ -5,15 +5,24 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (accuracy_score, f1_score, precision_score, recall_score,
+                             roc_auc_score)
 from torch import nn
 
 from taught_code import assert_taught_as_shipped
 from torchbook import evaluation
-from torchbook.evaluation import (accuracy_from_logits, mean_batch_auc, plot_history, predict_logits,
-                                  roc_auc)
+from torchbook.datasets import decode_rgb
+from torchbook.evaluation import (accuracy_from_logits, binary_metrics, bootstrap_ci,
+                                  expected_calibration_error, mean_batch_auc, plot_history,
+                                  predict_image, predict_logits, roc_auc)
+from torchbook.recipe import RecipeConfig, model_on_device, predict_proba
+from torchbook.settings import sample_dir
 
 matplotlib.use("Agg")
 
@@ -108,3 +117,205 @@ def test_plot_history_draws_train_and_valid_per_metric() -> None:
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The metrics chapter 3 teaches inline are the metrics torchbook.evaluation ships."""
     assert_taught_as_shipped("03_training_loops", evaluation, name)
+
+
+# --- chapter 4: metrics at a threshold, calibration, bootstrap, one image in -------------------
+
+def random_scores(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 targets and probabilities that lean towards the right class."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, n)
+    scores = np.clip(0.3 * targets + rng.uniform(0, 0.7, n), 0, 1)
+    return targets, scores
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_binary_metrics_match_sklearn(threshold: float) -> None:
+    """Counts of hits and false alarms give sklearn's accuracy, precision, recall and F1."""
+    targets, scores = random_scores()
+    answers = scores > threshold
+    got = binary_metrics(targets, scores, threshold)
+    assert got == pytest.approx({"accuracy": accuracy_score(targets, answers),
+                                 "precision": precision_score(targets, answers),
+                                 "recall": recall_score(targets, answers),
+                                 "f1": f1_score(targets, answers)})
+
+
+def test_binary_metrics_by_hand_and_without_positive_answers() -> None:
+    """A small case counted by hand; no answer "class 1" gives precision, recall and F1 of 0."""
+    targets = torch.tensor([1, 1, 1, 0, 0])
+    scores = torch.tensor([0.9, 0.6, 0.2, 0.7, 0.1])  # tp 2, fn 1, fp 1, tn 1
+    assert binary_metrics(targets, scores) == pytest.approx(
+        {"accuracy": 3 / 5, "precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3})
+    assert binary_metrics(targets, scores, threshold=0.95) == {
+        "accuracy": 2 / 5, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def direct_ece(targets: np.ndarray, probs: np.ndarray, n_bins: int) -> float:
+    """ECE with explicit bin edges: bin k holds k/n < p <= (k+1)/n (and p = 0 in bin 0)."""
+    total = 0.0
+    for k in range(n_bins):
+        low, high = k / n_bins, (k + 1) / n_bins
+        inside = (probs > low) & (probs <= high) if k else (probs <= high)
+        if inside.any():
+            total += inside.sum() / len(probs) * abs(targets[inside].mean() - probs[inside].mean())
+    return total
+
+
+@pytest.mark.parametrize("n_bins", [5, 10, 15])
+def test_ece_matches_a_direct_computation_and_sklearn_bins(n_bins: int) -> None:
+    """The taught ECE equals an explicit loop, and the gaps of sklearn's calibration_curve."""
+    targets, probs = random_scores(1000, seed=n_bins)
+    ece = expected_calibration_error(targets, probs, n_bins)
+    assert ece == pytest.approx(direct_ece(targets, probs, n_bins))
+    share_true, mean_prob = calibration_curve(targets, probs, n_bins=n_bins)
+    counts = np.histogram(probs, bins=np.linspace(0, 1, n_bins + 1))[0]
+    weights = counts[counts > 0] / len(probs)
+    assert ece == pytest.approx(np.sum(weights * np.abs(share_true - mean_prob)))
+    assert ece > 0.01  # not calibrated: the comparison is not 0 == 0
+
+
+def test_ece_of_calibrated_and_of_smoothed_probabilities() -> None:
+    """0.25 where a quarter are class 1: no gap; always 0.95 (or 0.05) and always right: 0.05."""
+    assert expected_calibration_error([1, 0, 0, 0] * 5, [0.25] * 20) == pytest.approx(0.0)
+    assert expected_calibration_error([1] * 6 + [0] * 4, [0.95] * 6 + [0.05] * 4) \
+        == pytest.approx(0.05)
+
+
+def direct_bootstrap(metric, targets: np.ndarray, scores: np.ndarray, n: int, seed: int
+                     ) -> tuple[float, float]:
+    """The percentile bootstrap written out: n seeded resamples of pairs, one-class ones out."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        pick = rng.integers(0, len(targets), size=len(targets))
+        if 0 < targets[pick].sum() < len(pick):
+            values.append(metric(targets[pick], scores[pick]))
+    values = np.sort(values)
+    return tuple(np.interp([0.025 * (len(values) - 1), 0.975 * (len(values) - 1)],
+                           np.arange(len(values)), values))
+
+
+def accuracy_at_half(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Share of answers `score > 0.5` that are right."""
+    return float(np.mean((scores > 0.5) == targets))
+
+
+@pytest.mark.parametrize("metric", [roc_auc_score, accuracy_at_half])
+def test_bootstrap_ci_matches_a_direct_computation(metric) -> None:
+    """Same seed, same resamples: the 2.5 and 97.5 percentiles of the resampled metric."""
+    targets, scores = random_scores(300)
+    low, high = bootstrap_ci(metric, targets, scores, n=500, seed=3)
+    assert (low, high) == pytest.approx(direct_bootstrap(metric, targets, scores, 500, 3))
+    assert low < metric(targets, scores) < high
+    assert bootstrap_ci(metric, targets, scores, n=500, seed=3) == (low, high)
+    assert bootstrap_ci(metric, targets, scores, n=500, seed=4) != (low, high)
+
+
+def test_bootstrap_ci_of_accuracy_has_the_binomial_width() -> None:
+    """900 right answers of 1,000: the interval is about 0.9 +- 1.96 * sqrt(0.9 * 0.1 / 1000)."""
+    targets = np.tile([0, 1], 500)
+    scores = np.where(np.arange(1000) % 10 == 0, 1 - targets, targets).astype(float)
+    low, high = bootstrap_ci(accuracy_at_half, targets, scores, n=2000)
+    half_width = 1.96 * math.sqrt(0.9 * 0.1 / 1000)
+    assert low == pytest.approx(0.9 - half_width, abs=0.004)
+    assert high == pytest.approx(0.9 + half_width, abs=0.004)
+
+
+def test_bootstrap_ci_skips_one_class_resamples_and_refuses_one_class_data() -> None:
+    """Four pairs: many resamples hold one class, which AUC cannot score; one class: an error."""
+    low, high = bootstrap_ci(roc_auc_score, [0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], n=200)
+    assert 0 <= low <= 0.75 <= high == 1.0
+    with pytest.raises(ValueError, match="both classes"):
+        bootstrap_ci(roc_auc_score, [1, 1, 1], [0.2, 0.5, 0.9])
+    with pytest.raises(ValueError, match="one score per target"):
+        bootstrap_ci(roc_auc_score, [0, 1, 1], [0.2, 0.5])
+
+
+CLASSES = ["0_airplane", "1_automobile"]
+
+
+def red_minus_blue_model() -> nn.Module:
+    """A one-logit model whose logit is the mean red minus the mean blue (normalised) value."""
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 1))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.tensor([[1.0, 0.0, -1.0]]))
+        model[2].bias.zero_()
+    return model
+
+
+def recipe_model() -> nn.Module:
+    """The recipe's network (channels-last), seeded, BatchNorm statistics from a few batches."""
+    torch.manual_seed(0)
+    model = model_on_device(RecipeConfig(), torch.device("cpu"))
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(16, 3, 32, 32))
+    return model.eval()
+
+
+def sample_image() -> Path:
+    """One test image of the committed cifar2 sample (a 32 x 32 JPEG)."""
+    return sorted((sample_dir() / "cifar2" / "test" / "1_automobile").glob("*.jpg"))[0]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_predict_image_on_a_file_agrees_with_predict_proba(tmp_path: Path, suffix: str) -> None:
+    """A PNG or JPEG written from the sample: the probability predict_proba gives its pixels."""
+    path = tmp_path / f"car{suffix}"
+    Image.open(sample_image()).save(path)
+    model = recipe_model()
+    pixels = decode_rgb(path)
+    for tta in (False, True):
+        p = predict_proba(model, pixels.unsqueeze(0), tta=tta).item()
+        name, prob = predict_image(model, path, CLASSES, tta=tta)
+        assert (name, prob) == ((CLASSES[1], pytest.approx(p, abs=1e-5)) if p > 0.5
+                                else (CLASSES[0], pytest.approx(1 - p, abs=1e-5)))
+    assert predict_image(model, str(path), CLASSES) == predict_image(model, path, CLASSES)
+
+
+def test_predict_image_answers_the_class_and_its_probability(tmp_path: Path) -> None:
+    """For the red-minus-blue model a red image is class 1, a blue one class 0, from any input."""
+    model = red_minus_blue_model().train()
+    red = Image.new("RGB", (32, 32), (220, 30, 30))
+    blue = Image.new("RGB", (32, 32), (30, 30, 220))
+    red.save(tmp_path / "red.png")
+    name, prob = predict_image(model, tmp_path / "red.png", CLASSES)
+    x = evaluation.normalize_images(torch.tensor([220, 30, 30]).view(3, 1, 1))
+    assert name == CLASSES[1] and prob == pytest.approx(torch.sigmoid(x[0] - x[2]).item())
+    assert not model.training, "predict_image must put the model in eval mode"
+    name, prob = predict_image(model, blue, CLASSES)
+    assert name == CLASSES[0] and prob > 0.5
+    assert predict_image(model, blue.convert("RGBA"), CLASSES) == (name, prob)
+    assert predict_image(model, red, CLASSES, threshold=0.999)[0] == CLASSES[0]
+
+
+def test_predict_image_resizes_other_sizes_to_32(tmp_path: Path) -> None:
+    """A 96 x 64 image is resized to 32 x 32 first: same answer as the resized image given."""
+    model = recipe_model()
+    big = Image.open(sample_image()).convert("RGB").resize((96, 64))
+    big.save(tmp_path / "big.png")
+    small = big.resize((32, 32), Image.Resampling.BILINEAR)
+    assert predict_image(model, tmp_path / "big.png", CLASSES) \
+        == predict_image(model, small, CLASSES)
+
+
+def test_predict_image_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    """A missing file, a file that is no image, a wrong input type, wrong classes: clear errors."""
+    model = red_minus_blue_model()
+    with pytest.raises(FileNotFoundError, match="no image file at .*missing.png"):
+        predict_image(model, tmp_path / "missing.png", CLASSES)
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="not an image file"):
+        predict_image(model, tmp_path / "notes.txt", CLASSES)
+    with pytest.raises(TypeError, match="file path or a PIL image"):
+        predict_image(model, torch.zeros(3, 32, 32), CLASSES)
+    with pytest.raises(ValueError, match="2 classes"):
+        predict_image(model, Image.new("RGB", (32, 32)), ["cat", "dog", "ship"])
+
+
+@pytest.mark.parametrize("name", ["binary_metrics", "expected_calibration_error", "bootstrap_ci",
+                                  "open_rgb", "predict_image"])
+def test_chapter_4_teaches_the_package_code(name: str) -> None:
+    """The helpers chapter 4 teaches inline are the ones torchbook.evaluation ships."""
+    assert_taught_as_shipped("04_evaluation", evaluation, name)
