@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from torchbook.recipe import (RecipeConfig, RecipeNet, build_model, evaluate, make_optimizer,
-                              make_scheduler, predict_proba, prepare_batch, recipe_step,
-                              smoothed_targets, train_recipe, uses_channels_last)
+                              make_scheduler, predict_proba, prepare_batch, race_summary,
+                              recipe_step, smoothed_targets, train_recipe, uses_channels_last)
 from torchbook.training import warmup_cosine_schedule
 
 TINY = dict(widths=(8, 16, 16), threads=1)
@@ -145,3 +145,33 @@ def test_evaluate_reports_accuracy_and_auc_in_range():
     assert set(metrics) == {"accuracy", "auc"}
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["auc"] <= 1
     assert math.isnan(evaluate(model, images[:2], torch.tensor([1, 1]))["auc"])
+
+
+def test_race_summary_words_the_committed_race_results():
+    """Chapter 3's race paragraph carries the numbers of benchmarks/results/cifar2_race.json."""
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    race = json.loads((root / "benchmarks" / "results" / "cifar2_race.json").read_text())
+    text = race_summary(race)
+    for name in ("seed", "book"):
+        recipe = race["recipes"][name]
+        assert (f"test accuracy {recipe['test_accuracy']:.3f} "
+                f"and ROC AUC {recipe['test_auc']:.4f} after {recipe['epochs']} epochs in {recipe['train_seconds']:.0f} s") in text
+    assert f"trained {race['ratios']['time']:.1f} times as long" in text
+    assert f"got {race['ratios']['error']:.1f} times as many test images wrong" in text
+    seed, book = race["recipes"]["seed"], race["recipes"]["book"]
+    assert race["ratios"]["time"] == pytest.approx(seed["train_seconds"] / book["train_seconds"],
+                                                   abs=0.01)
+    assert race["ratios"]["error"] == pytest.approx(
+        (1 - seed["test_accuracy"]) / (1 - book["test_accuracy"]), abs=0.01)
+    chapter = nbformat.read(root / "notebooks" / "03_training_loops.ipynb", as_version=4)
+    code = "\n".join(c.source for c in chapter.cells if c.cell_type == "code")
+    markdown = "\n".join(c.source for c in chapter.cells if c.cell_type == "markdown")
+    assert "race_summary(race)" in code, "the chapter prints the race paragraph from the JSON"
+    for recipe in (seed, book):
+        for typed in (f"{recipe['test_accuracy']:.3f}", f"{recipe['test_auc']:.4f}",
+                      f"{recipe['train_seconds']:.0f} s"):
+            assert typed not in markdown, f"{typed} is typed in the prose: print it from the JSON"

@@ -54,3 +54,54 @@ def test_seed_everything_repeats_all_generators() -> None:
     assert draw() == first
     settings.seed_everything(8)
     assert draw() != first
+
+
+@pytest.fixture
+def pytorch_defaults(monkeypatch: pytest.MonkeyPatch):
+    """Run a test from PyTorch's default kernel settings and restore them afterwards."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(settings, "_cublas_before", settings._UNSET)
+    settings.use_deterministic_kernels(False)
+    yield
+    settings.use_deterministic_kernels(False)
+
+
+def kernel_settings() -> tuple:
+    """The switches that PyTorch's reproducibility notes name, and the cuBLAS variable."""
+    import os
+
+    return (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+
+
+def test_deterministic_seeding_sets_what_pytorch_requires(pytorch_defaults: None) -> None:
+    """deterministic=True: deterministic algorithms, no cuDNN benchmark, cuBLAS workspace set."""
+    assert kernel_settings() == (False, False, False, None)
+    settings.seed_everything(3, deterministic=True)
+    assert kernel_settings() == (True, False, True, ":4096:8")
+
+
+def test_seeding_without_deterministic_leaves_the_kernel_settings_alone(
+        pytorch_defaults: None) -> None:
+    """The default (None) only seeds, whatever the settings are; it switches nothing off."""
+    settings.seed_everything(3)
+    assert kernel_settings() == (False, False, False, None)
+    settings.seed_everything(3, deterministic=True)
+    settings.seed_everything(4)
+    assert kernel_settings() == (True, False, True, ":4096:8")
+
+
+def test_deterministic_false_restores_the_defaults_and_the_variable(
+        pytorch_defaults: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """deterministic=False undoes True, and gives back a CUBLAS_WORKSPACE_CONFIG set before."""
+    torch.backends.cudnn.benchmark = True
+    settings.seed_everything(3, deterministic=True)
+    assert kernel_settings() == (True, False, True, ":4096:8")
+    settings.seed_everything(3, deterministic=False)
+    assert kernel_settings() == (False, False, False, None)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "user value")
+    settings.seed_everything(3, deterministic=True)
+    assert kernel_settings()[3] == ":4096:8"
+    settings.seed_everything(3, deterministic=False)
+    assert kernel_settings()[3] == "user value"
+

@@ -5,6 +5,7 @@ import torch
 
 import torchbook.trained as trained
 from torchbook.checkpoints import read_checkpoint
+from torchbook.datasets import normalize_images, random_flip_crop
 from torchbook.recipe import RecipeConfig, RecipeNet
 from torchbook.trained import cifar2_data, load_or_train_cifar2_model, validation_split
 
@@ -64,3 +65,15 @@ def test_checkpoint_path_depends_on_the_mode(monkeypatch):
     assert trained.cifar2_checkpoint_path().name == "cifar2_recipe_fast.pt"
     monkeypatch.setenv("BOOK_FAST", "0")
     assert trained.cifar2_checkpoint_path().name == "cifar2_recipe.pt"
+
+
+def test_augment_on_device_copies_uint8_then_works_on_the_device():
+    """The batch travels as uint8; flip, crop and normalisation run on the target device."""
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    on_meta = trained.augment_on_device(images, RecipeConfig(), torch.device("meta"))
+    assert on_meta.device.type == "meta" and on_meta.dtype == torch.float32  # ran there
+    torch.manual_seed(0)
+    out = trained.augment_on_device(images, RecipeConfig(), torch.device("cpu"))
+    torch.manual_seed(0)
+    expected = normalize_images(random_flip_crop(images, 4))
+    assert torch.equal(out, expected) and out.is_contiguous(memory_format=torch.channels_last)

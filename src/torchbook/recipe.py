@@ -15,7 +15,7 @@ What makes it fast and accurate on a laptop CPU, each idea measured in benchmark
 
 Public API: `RecipeConfig`, `build_model`, `train_recipe`, `predict_proba`, `evaluate`; the pieces
 chapter 3 assembles with its `Trainer`: `model_on_device`, `prepare_batch`, `smoothed_targets`,
-`make_optimizer`, `make_scheduler`, `recipe_step`.
+`make_optimizer`, `make_scheduler`, `recipe_step`; `race_summary` words the committed race result.
 """
 from __future__ import annotations
 
@@ -231,3 +231,18 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     labels = labels.cpu()
     # a probability above 1/2 means class 1, as a logit above 0 does
     return {"accuracy": accuracy_from_logits(proba - 0.5, labels), "auc": roc_auc(proba, labels)}
+
+
+def race_summary(race: dict) -> str:
+    """The paragraph chapter 3 prints from benchmarks/results/cifar2_race.json (`make bench`)."""
+    seed, book = race["recipes"]["seed"], race["recipes"]["book"]
+
+    def result(recipe: dict) -> str:
+        return (f"test accuracy {recipe['test_accuracy']:.3f} "
+                f"and ROC AUC {recipe['test_auc']:.4f} after {recipe['epochs']} epochs "
+                f"in {recipe['train_seconds']:.0f} s")
+
+    return (f"The race ran on {race['device']}, {race['cpu_count']} CPUs, torch {race['torch']} "
+            f"({race['date'][:10]}). The seed recipe reached {result(seed)}; the book's recipe "
+            f"reached {result(book)}. The seed recipe trained {race['ratios']['time']:.1f} times "
+            f"as long and got {race['ratios']['error']:.1f} times as many test images wrong.")

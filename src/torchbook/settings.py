@@ -59,11 +59,46 @@ def models_dir() -> Path:
     return data_dir() / "models"
 
 
-def seed_everything(seed: int = 42) -> int:
-    """Seed Python, NumPy and PyTorch (CPU and all GPUs) so runs repeat; return the seed."""
+CUBLAS_WORKSPACE = ":4096:8"  # what PyTorch's reproducibility notes ask of cuBLAS (CUDA >= 10.2)
+_UNSET = object()
+_cublas_before: object = _UNSET  # CUBLAS_WORKSPACE_CONFIG before use_deterministic_kernels set it
+
+
+def seed_everything(seed: int = 42, deterministic: bool | None = None) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and all GPUs); optionally pin deterministic kernels.
+
+    `deterministic=True` also calls `use_deterministic_kernels(True)`, `False` restores PyTorch's
+    defaults, and None (the default) leaves those settings as they are. Return the seed.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+    if deterministic is not None:
+        use_deterministic_kernels(deterministic)
     return seed
+
+
+def use_deterministic_kernels(enabled: bool = True) -> None:
+    """Ask PyTorch for deterministic kernels (cuDNN, cuBLAS and the rest), or restore its defaults.
+
+    On: `torch.use_deterministic_algorithms(True)` (an op without a deterministic version then
+    raises a RuntimeError), cuDNN's benchmark off and its deterministic switch on, and
+    CUBLAS_WORKSPACE_CONFIG=:4096:8, which cuBLAS reads only when CUDA starts: call this before
+    the first GPU operation. Off: PyTorch's defaults, and the variable as it was before.
+    """
+    global _cublas_before
+    if enabled and os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (CUBLAS_WORKSPACE, ":16:8"):
+        _cublas_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE
+    elif not enabled and _cublas_before is not _UNSET:
+        if _cublas_before is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = _cublas_before
+        _cublas_before = _UNSET
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = enabled
+

@@ -77,9 +77,11 @@ def cifar2_data() -> Cifar2Data:
                       test=Split(test_images, test_labels), classes=classes)
 
 
-def augment_on_cpu(images: torch.Tensor, config: RecipeConfig) -> torch.Tensor:
-    """A training batch of the recipe: random flip and padded crop, then normalise."""
-    return prepare_batch(random_flip_crop(images, config.padding), torch.device("cpu"), config.channels_last)
+def augment_on_device(images: torch.Tensor, config: RecipeConfig,
+                      device: torch.device) -> torch.Tensor:
+    """A recipe training batch: copy the uint8 images to `device`, flip, crop, normalise there."""
+    images = images.to(device, non_blocking=True)
+    return prepare_batch(random_flip_crop(images, config.padding), device, config.channels_last)
 
 
 def smoothed_bce(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -92,10 +94,11 @@ def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.devic
     """Chapter 3's run: the recipe under the Trainer on `fit`, best validation AUC restored."""
     seed_everything(config.seed)
     model = model_on_device(config, device)
-    normalize = partial(prepare_batch, device=torch.device("cpu"), channels_last=config.channels_last)
+    normalize = partial(prepare_batch, device=device, channels_last=config.channels_last)
     train_loader = TensorBatches(data.fit.images, data.fit.labels.float().unsqueeze(1),
                                  config.batch_size, shuffle=True, drop_last=True,
-                                 transform=partial(augment_on_cpu, config=config))
+                                 transform=partial(augment_on_device, config=config,
+                                                   device=device))
     valid_loader = TensorBatches(data.valid.images, data.valid.labels.float().unsqueeze(1),
                                  batch_size=500, transform=normalize)
     optimizer = make_optimizer(model, config)

@@ -288,8 +288,9 @@ class Trainer:
         if needed > left:
             raise ValueError(
                 f"the learning-rate schedule has {left} of its {self.scheduler.total_steps} steps "
-                f"left, but {epochs} epochs of {len(train_loader)} batches need {needed}. Build a "
-                "new schedule (and optimizer) for the extra epochs, or fit for fewer.")
+                f"left, but {epochs} epoch{'s' if epochs != 1 else ''} of {len(train_loader)} "
+                f"batches need {needed}. Build a new schedule (and optimizer) for the extra "
+                "epochs, or fit for fewer.")
 
     def evaluate(self, loader: Iterable) -> dict[str, float]:
         """Loss, accuracy and ROC AUC on a loader, over all its batches."""
