@@ -338,11 +338,18 @@ def test_ch02_ex2_accepts_any_fix(answer, expected: list[bool]) -> None:
 class BestEpochStopping(Callback):
     """Correct, another way: remembers the best epoch number, not a counter."""
 
-    def __init__(self, monitor: str = "valid_auc", patience: int = 2):
-        self.monitor, self.patience, self.best, self.best_epoch = monitor, patience, None, 0
+    def __init__(self, monitor: str = "valid_loss", mode: str = "min", patience: int = 2):
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.best, self.best_epoch = None, 0
+
+    def better(self, value: float) -> bool:
+        """True if `value` beats the best so far."""
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
 
     def on_epoch_end(self, trainer, row: dict) -> None:
-        if self.best is None or row[self.monitor] > self.best:
+        if self.better(row[self.monitor]):
             self.best, self.best_epoch = row[self.monitor], row["epoch"]
         elif row["epoch"] - self.best_epoch >= self.patience:
             trainer.stop_training = True
@@ -352,7 +359,7 @@ class ImpatientStopping(BestEpochStopping):
     """Wrong: stops at the first epoch that does not improve, and can cancel a stop."""
 
     def on_epoch_end(self, trainer, row: dict) -> None:
-        improved = self.best is None or row[self.monitor] > self.best
+        improved = self.better(row[self.monitor])
         self.best = row[self.monitor] if improved else self.best
         trainer.stop_training = not improved
 
