@@ -255,25 +255,3 @@ def test_bug_report_template_asks_for_what_a_report_needs() -> None:
     assert {"CPU", "GPU (CUDA)", "Apple GPU (MPS)"} <= set(fields["device"]["attributes"]["options"])
     assert "versions_line()" in fields["versions"]["attributes"]["description"]
     assert all(fields[k]["validations"]["required"] for k in ("where", "versions", "chapter", "happened"))
-
-
-# --- test-set discipline --------------------------------------------------------------------
-
-READS_TEST_SPLIT = re.compile(r"\b(test_images|test_labels|test_loader|x_test|y_test"
-                              r"|test_results)\b|cifar2_folder\(\"test\"\)|\bdata\.test\b")
-TRAINS = re.compile(r"\.fit\(|\btrain_model\(|\btrain_recipe\(|\.backward\(")
-# Chapters checked so far (the others join once their test-split cells are tagged).
-TEST_SET_CHAPTERS = [c for c in CHAPTERS if c.stem in {"03_training_loops"}]
-
-
-@pytest.mark.parametrize("chapter", TEST_SET_CHAPTERS, ids=lambda p: p.stem)
-def test_test_split_is_read_only_in_tagged_cells_after_all_training(chapter: Path) -> None:
-    """Cells reading the test split are tagged `test-set`, train nothing, follow all training."""
-    cells = [c for c in code_cells(read(chapter)) if "solution" not in c.metadata.get("tags", [])]
-    reading = [i for i, c in enumerate(cells) if READS_TEST_SPLIT.search(c.source)]
-    assert reading, "the chapter never reports on the test set"
-    for i in reading:
-        assert "test-set" in cells[i].metadata.get("tags", []), cells[i].source[:80]
-        assert not TRAINS.search(cells[i].source), cells[i].source[:80]
-    training = [i for i, c in enumerate(cells) if TRAINS.search(c.source)]
-    assert max(training) < min(reading), "a cell trains after the test set was read"

@@ -8,6 +8,8 @@ test set is touched once per model, at the end, to report. The convention that m
    that an earlier cell assigned from test data (``x_test`` -> ``loader = TensorBatches(x_test)``
    -> ``trainer.fit(..., loader)``: the last cell reads the test split too).
 2. A ``test-set`` cell only evaluates and reports: it matches none of ``TRAINS_OR_CHOOSES``.
+3. The test set comes last: no cell trains after the first ``test-set`` cell (solution cells of
+   the exercises aside).
 
 A new chapter follows the rule by tagging its test cells; a new way of reading the test split or
 of training is one more line in the lists below.
@@ -52,6 +54,8 @@ TRAINS_OR_CHOOSES: list[tuple[str, str]] = [
     ("takes the arg-max of a metric", r"(auc|acc|loss|f1|metric)\w*['\"\])]*\s*\.arg(max|min)\("
                                       r"|\barg(max|min)\(\s*[\w.]*(auc|acc|loss|f1|metric)"),
 ]
+
+TRAINS = TRAINS_OR_CHOOSES[:4]  # fit, a training function, backward, an optimiser step
 
 
 def python_code(source: str) -> str:
@@ -148,7 +152,7 @@ def tainted_reads(statement: ast.stmt, tainted: set[str]) -> set[str]:
 
 def find_test_set_breaches(nb: nbformat.NotebookNode) -> list[str]:
     """Every breach of the convention in a notebook, as 'cell N: what' lines (empty: it follows it)."""
-    problems, tainted = [], set()
+    problems, tainted, first_test = [], set(), None
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -169,7 +173,15 @@ def find_test_set_breaches(nb: nbformat.NotebookNode) -> list[str]:
                             f"without the tag '{TAG}'")
         if tagged:
             problems += [f"cell {index}: a '{TAG}' cell {what}" for what in matches(code, TRAINS_OR_CHOOSES)]
+            first_test = index if first_test is None else first_test
+        elif first_test is not None and not is_solution(cell) and matches(code, TRAINS):
+            problems.append(f"cell {index}: trains after the test set was read (cell {first_test})")
     return problems
+
+
+def is_solution(cell: nbformat.NotebookNode) -> bool:
+    """True for a solution cell: exercises may train again after the chapter's test report."""
+    return "solution" in cell.metadata.get("tags", [])
 
 
 # --- the checker itself, on tiny notebooks ------------------------------------------------------
@@ -216,11 +228,13 @@ def test_the_checker_passes_a_notebook_that_follows_the_rule() -> None:
     ([("best = history['test_auc'].idxmax()", [TAG])], "picks the best row"),
     ([("for threshold in grid:\n    scores.append(accuracy(test_labels, p > threshold))", [TAG])],
      "searches over thresholds"),
+    ([("print(roc_auc(predict(model, test_images), test_labels))", [TAG]),
+      ("trainer.fit(fit_loader, epochs=3)", [])], "trains after the test set was read"),
     ([("valid_loader = TensorBatches(x_test, y_test)", [TAG]),
       ("train_model(model, train_loader, valid_loader, epochs=20)", [])],
      "names assigned from test data (valid_loader)"),
 ], ids=["untagged", "split=", "path", "data.test", "dataset_folder", "fit", "backward", "shuffle", "idxmax",
-        "threshold", "loader-flows-into-training"])
+        "threshold", "trains-after-test", "loader-flows-into-training"])
 def test_the_checker_fails_each_breach(cells: list[tuple[str, list[str]]], expected: str) -> None:
     """Each bad notebook gives a problem that names what went wrong."""
     problems = find_test_set_breaches(notebook(*GOOD, *cells))

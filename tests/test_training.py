@@ -15,7 +15,7 @@ from torchbook import training
 from torchbook.datasets import TensorBatches
 from torchbook.recipe import RecipeConfig, make_optimizer, model_on_device, prepare_batch
 from torchbook.settings import seed_everything
-from torchbook.trained import augment_on_cpu, smoothed_bce
+from torchbook.trained import augment_on_device, smoothed_bce
 from torchbook.training import (Callback, CheckpointCallback, LoggingCallback, Trainer, train_epoch,
                                 train_model, train_step, valid_epoch, valid_step, warmup_cosine_schedule)
 
@@ -260,7 +260,7 @@ def small_recipe_trainer(*callbacks: Callback) -> tuple[Trainer, TensorBatches, 
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = (images[:, 0].float().mean(dim=(1, 2)) > 127).float().unsqueeze(1)
     train = TensorBatches(images[:48], labels[:48], 16, shuffle=True, drop_last=True,
-                          transform=partial(augment_on_cpu, config=config))
+                          transform=partial(augment_on_device, config=config, device=CPU))
     valid = TensorBatches(images[48:], labels[48:], 16, transform=partial(prepare_batch, device=CPU))
     seed_everything(0)
     model = model_on_device(config, CPU)
