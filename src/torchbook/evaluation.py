@@ -160,9 +160,9 @@ def predict_image(model: nn.Module, image_or_path: str | Path | Image.Image,
     x = normalize_images(pil_to_tensor(image)).unsqueeze(0)  # (1, 3, 32, 32), as prepare_batch
     model.eval()
     with torch.inference_mode():
-        x = x.to(device or next(model.parameters()).device)
+        x = x.to(device or next(model.parameters()).device)  # default: the weights' device
         p = torch.sigmoid(model(x))
         if tta:
-            p = (p + torch.sigmoid(model(x.flip(3)))) / 2
+            p = (p + torch.sigmoid(model(x.flip(3)))) / 2  # dimension 3 is the width: mirror
     p = p.item()
     return (classes[1], p) if p > threshold else (classes[0], 1 - p)
