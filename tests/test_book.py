@@ -163,8 +163,40 @@ def test_build_info_names_the_data_and_the_versions(tmp_path: Path, monkeypatch:
     assert "fast mode" in text and "{warning}" in text and "torch " in text
     info = json.loads((tmp_path / "build_info.json").read_text())
     assert info["fast"] is True and len(info["chapters"]) == 11
+    assert "executed during the build" in text
     build_book.write_generated(fast=False, reason="")
     assert "full data" in (tmp_path / "build_info.md").read_text()
+    build_book.write_generated(fast=True, reason="test", executed_before=True)
+    assert "executed for this build" in (tmp_path / "build_info.md").read_text()
+
+
+def test_fast_book_from_executed_chapters_changes_only_the_execution(tmp_path: Path) -> None:
+    """make test's book: the same sources and config, the executed chapters, execution off."""
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for chapter in CHAPTERS:
+        (executed / chapter.name).write_bytes(chapter.read_bytes())
+    config_path = build_book.stage_executed_sources(executed, ROOT / "_toc.yml", tmp_path / "src")
+    staged = yaml.safe_load(config_path.read_text())
+    assert staged["execute"].pop("execute_notebooks") == "off"
+    original = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert original["execute"].pop("execute_notebooks") == "force"
+    assert staged == original
+    assert staged["execute"]["stderr_output"] == "warn", "stderr in a stored output still fails"
+    for chapter in CHAPTERS:
+        assert (tmp_path / "src" / "notebooks" / chapter.name).read_bytes() == chapter.read_bytes()
+    assert (tmp_path / "src" / "book" / "intro.md").is_file()
+    assert (tmp_path / "src" / "_toc.yml").read_text() == (ROOT / "_toc.yml").read_text()
+    (executed / CHAPTERS[-1].name).unlink()
+    with pytest.raises(FileNotFoundError, match=CHAPTERS[-1].stem):
+        build_book.stage_executed_sources(executed, ROOT / "_toc.yml", tmp_path / "src")
+
+
+def test_build_from_executed_chapters_needs_fast_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of tools/run_chapters.py are fast-mode runs: a full-data book cannot use them."""
+    monkeypatch.delenv("BOOK_FAST", raising=False)
+    monkeypatch.setattr(build_book, "prepare_full_data", lambda: pytest.fail("must not prepare data"))
+    assert build_book.main(["--executed", "_build/executed/notebooks"]) == 2
 
 
 # --- measured run times (torchbook.book.chapter_times) --------------------------------------

@@ -69,7 +69,7 @@ def test_loading_into_a_different_architecture_says_what_to_do(tmp_path):
 
 
 def test_missing_checkpoint_error(tmp_path):
-    with pytest.raises(CheckpointError, match="No checkpoint at .*Train the model"):
+    with pytest.raises(CheckpointError, match="No checkpoint at .*train the model and save it first"):
         load_checkpoint(tmp_path / "nothing.pt", build_model(SMALL))
 
 

@@ -54,8 +54,7 @@ def write_submissions(root: Path) -> dict[str, Path]:
     for path in paths.values():
         path.parent.mkdir(parents=True)
     nbformat.write(chapter(), paths["correct"])
-    checked = frozenset(make_student.checked_labels(STEM))
-    nbformat.write(make_student.student_notebook(chapter(), STEM, checked), paths["blank"])
+    nbformat.write(make_student.student_notebook(chapter()), paths["blank"])
     wrong = chapter()  # no ReLU after conv2: the public checks pass, the hidden one does not
     edit_cell(wrong, "class ReluNet(Net)", "self.pool(self.relu(self.conv2(x)))",
               "self.pool(self.conv2(x))")
@@ -172,7 +171,8 @@ def test_gradebook_files(graded: dict) -> None:
 
 def test_grading_copy_checks_each_exercise_after_its_last_code_cell() -> None:
     """Student check cells go; otter's check metadata sits on each exercise's last code cell."""
-    nb = make_student.student_notebook(chapter(), STEM, frozenset({"ch02-ex1", "ch02-ex2"}))
+    nb = make_student.student_notebook(chapter())
+    assert sum("grader.check(" in c.source for c in nb.cells) == 3
     copy = grade.grading_copy(nb, {"ch02-ex1", "ch02-ex3"})
     assert not any("grader.check(" in c.source for c in copy.cells)
     marked = {test: c.source for c in copy.cells

@@ -153,7 +153,7 @@ def test_checkpoint_callback_keeps_and_saves_the_best_state(tmp_path: Path) -> N
     best = history.loc[history["valid_loss"].idxmin()]
     assert checkpoint.best_epoch == best["epoch"] and checkpoint.best_score == best["valid_loss"]
     fresh = toy_model(seed=9)
-    fresh.load_state_dict(torch.load(path))  # weights_only=True: a plain state_dict loads
+    fresh.load_state_dict(torch.load(path, weights_only=True))  # a plain state_dict loads
     assert all(torch.equal(v, checkpoint.best_state[k]) for k, v in fresh.state_dict().items())
     fresh_trainer = Trainer(fresh, nn.BCEWithLogitsLoss(), torch.optim.SGD(fresh.parameters(), lr=0.5),
                             device="cpu", progress=False)

@@ -95,25 +95,34 @@ def checked_labels(stem: str, checks_dir: Path = CHECKS) -> dict[str, str]:
     return found
 
 
-def answer_cells(markdown: str, checked: frozenset[str] = frozenset(),
-                 stem: str = "") -> list[nbformat.NotebookNode]:
+def check_folder(label: str, checks_dir: Path = CHECKS) -> str | None:
+    """Return the chapter folder whose public checks cover exercise `label`, or None."""
+    for path in sorted(checks_dir.glob(f"*/{label}.py")):
+        if public_checks(path.read_text()) is not None:
+            return path.parent.name
+    return None
+
+
+def answer_cells(markdown: str, checks_dir: Path | None = None) -> list[nbformat.NotebookNode]:
     """Return an empty code cell for each {exercise} label in a markdown cell, for the answer.
 
-    Labels in `checked` also get a "check my answer" cell after their answer cell.
+    With `checks_dir`, a label that has public checks there also gets a "check my answer" cell.
     """
     cells = []
     for label in _LABEL.findall(markdown):
         cells.append(nbformat.v4.new_code_cell(f"# Your answer to exercise {label}\n"))
-        if label in checked:
-            cells.append(check_cell(stem, label))
+        folder = check_folder(label, checks_dir) if checks_dir else None
+        if folder:
+            cells.append(check_cell(folder, label))
     return cells
 
 
-def student_notebook(nb: nbformat.NotebookNode, stem: str = "",
-                     checked: frozenset[str] = frozenset()) -> nbformat.NotebookNode:
+def student_notebook(nb: nbformat.NotebookNode,
+                     checks_dir: Path | None = CHECKS) -> nbformat.NotebookNode:
     """Return a copy of `nb` without solution cells and {solution} blocks, with answer cells.
 
-    Exercises whose label is in `checked` get a cell running the public checks of chapter `stem`.
+    Exercises with public checks in `checks_dir/<chapter>/<label>.py` get a "check my answer" cell
+    (`checks_dir=None`: none).
     """
     student = nbformat.from_dict(nb)
     cells = []
@@ -124,7 +133,7 @@ def student_notebook(nb: nbformat.NotebookNode, stem: str = "",
             cell.source = strip_solution_blocks(cell.source)
             if not cell.source.strip():
                 continue
-            cells += [cell, *answer_cells(cell.source, checked, stem)]
+            cells += [cell, *answer_cells(cell.source, checks_dir)]
             continue
         cells.append(cell)
     student.cells = cells
@@ -143,7 +152,7 @@ def write_student_edition(out: Path) -> list[Path]:
     written = []
     for path in chapter_paths():
         checks = checked_labels(path.stem)
-        nb = student_notebook(nbformat.read(path, as_version=4), path.stem, frozenset(checks))
+        nb = student_notebook(nbformat.read(path, as_version=4))
         for label, source in checks.items():
             (out / "checks" / path.stem).mkdir(parents=True, exist_ok=True)
             (out / "checks" / path.stem / f"{label}.py").write_text(source)

@@ -42,14 +42,15 @@ def strip_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def execute_notebook(path: Path, timeout: int = 600) -> nbformat.NotebookNode:
-    """Run the notebook in fast mode from its own folder; raise on the first cell error."""
+def execute_notebook(path: Path, timeout: int = 600,
+                     cwd: Path | None = None) -> nbformat.NotebookNode:
+    """Run the notebook in fast mode from `cwd` (default: its folder); raise on a cell error."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     os.environ["BOOK_FAST"] = "1"
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(cwd or path.parent)}})
     client.execute()
     for cell in nb.cells:
         for out in cell.get("outputs", []):

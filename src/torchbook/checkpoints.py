@@ -115,19 +115,22 @@ def first_line(error: BaseException) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Read a torchbook checkpoint (weights_only); raise CheckpointError if missing or unreadable."""
+    """Read a torchbook checkpoint (weights_only); CheckpointError if missing or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}. Train the model and save it first "
-                              "(chapters 4-6 call torchbook.trained.load_or_train_cifar2_model(), which does both).")
+        raise CheckpointError(f"No checkpoint at {path}. Check the path, or train the model and "
+                              "save it first (for the book's cifar2 model, "
+                              "torchbook.trained.load_or_train_cifar2_model() does both).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {first_line(error)}). "
-                              "It is probably corrupt or truncated: delete it and train again.") from error
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: "
+                              f"{first_line(error)}). It is probably corrupt or truncated: delete "
+                              "it and train again.") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a torchbook checkpoint (no '{FORMAT}' format marker). "
-                              "Save it with torchbook.checkpoints.save_checkpoint, or delete it and train again.")
+        raise CheckpointError(f"{path} is not a torchbook checkpoint (no '{FORMAT}' format "
+                              "marker). Save it with torchbook.checkpoints.save_checkpoint, or "
+                              "delete it and train again.")
     return payload
 
 
@@ -137,19 +140,20 @@ def load_weights(path: Path, payload: dict, model: nn.Module) -> None:
     config = payload["meta"].get("config")
     origin = f"a {saved}" + (f" with config {config}" if config else "")
     if saved != wanted:
-        raise CheckpointError(f"{path} was saved from {origin}, not a {wanted}. Build a {saved} to load it "
-                              f"into, or delete the file and train a {wanted} again.")
+        raise CheckpointError(f"{path} was saved from {origin}, not a {wanted}. Build a {saved} "
+                              f"to load it into, or delete the file and train a {wanted} again.")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:
         first = str(error).strip().splitlines()
-        raise CheckpointError(f"{path} was saved from {origin}, whose layers do not match this {wanted} "
-                              f"({first[1].strip() if len(first) > 1 else first[0]}). Build the model with "
-                              "the saved config, or delete the file and train again.") from error
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{path} was saved from {origin}, whose layers do not match this "
+                              f"{wanted} ({detail}). Build the model with the saved config, or "
+                              "delete the file and train again.") from error
 
 
 def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
-    """Load the weights saved at `path` into `model` (in place); return the checkpoint's metadata."""
+    """Load the weights saved at `path` into `model` (in place); return the checkpoint's meta."""
     payload = read_checkpoint(path)
     load_weights(Path(path), payload, model)
     return payload["meta"]

@@ -1,0 +1,113 @@
+"""Chapters executed once (tools/run_chapters.py): each runs, checked outputs match as in nbval."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from executed import executed_notebook, run_chapters
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def notebook(*cells: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Return a small notebook of the given cells."""
+    return nbformat.v4.new_notebook(cells=list(cells))
+
+
+def code(source: str, *outputs: dict, count: int | None = 1,
+         tags: tuple = ()) -> nbformat.NotebookNode:
+    """Return a code cell with outputs (dicts as nbformat stores them)."""
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)} if tags else {})
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    cell.execution_count = count
+    return cell
+
+
+def stream(text: str, name: str = "stdout") -> dict:
+    """Return a stream output."""
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+CHECKED = "# NBVAL_CHECK_OUTPUT\nprint(x)"
+
+
+def test_equal_checked_outputs_pass_and_split_streams_are_joined() -> None:
+    """Streams are joined before comparing, as nbval does; unchecked cells may differ freely."""
+    stored = notebook(code(CHECKED, stream("a\nb\n")), code("print(t)", count=None))
+    run = notebook(code(CHECKED, stream("a\n"), stream("b\n")),
+                   code("print(t)", stream("0.3 s\n")))
+    assert run_chapters.checked_output_problems(stored, run) == []
+
+
+def test_a_changed_value_or_new_stderr_in_a_checked_cell_fails() -> None:
+    """A different printed value, or a warning on stderr, in a checked cell is reported."""
+    stored = notebook(code(CHECKED, stream("shape (3, 32, 32)\n")))
+    changed = notebook(code(CHECKED, stream("shape (3, 28, 28)\n")))
+    warned = notebook(code(CHECKED, stream("shape (3, 32, 32)\n"),
+                           stream("UserWarning: soon\n", "stderr")))
+    assert "outputs differ" in run_chapters.checked_output_problems(stored, changed)[0]
+    assert "stderr" in run_chapters.checked_output_problems(stored, warned)[0]
+
+
+def test_results_are_compared_but_images_and_counts_are_not() -> None:
+    """execute_result text counts; PNG data and execution counts do not (nbval without nbdime)."""
+    def result(text: str, png: str, count: int) -> dict:
+        return {"output_type": "execute_result", "execution_count": count, "metadata": {},
+                "data": {"text/plain": text, "image/png": png}}
+    stored = notebook(code("# NBVAL_CHECK_OUTPUT\nx", result("1", "AAAA", 1)))
+    same = notebook(code("# NBVAL_CHECK_OUTPUT\nx", result("1", "BBBB", 7)))
+    other = notebook(code("# NBVAL_CHECK_OUTPUT\nx", result("2", "AAAA", 1)))
+    assert run_chapters.checked_output_problems(stored, same) == []
+    assert run_chapters.checked_output_problems(stored, other)
+
+
+def test_other_code_unrun_references_and_other_markers_are_reported() -> None:
+    """A run of other code is stale; nbval's skip and raises markers are refused, not ignored."""
+    stored = notebook(code(CHECKED, stream("1\n")))
+    assert "stale" in run_chapters.checked_output_problems(stored, notebook(code("print(y)")))[0]
+    unrun = notebook(code(CHECKED, stream("1\n"), count=None))
+    assert "unrun" in run_chapters.checked_output_problems(unrun, unrun)[0]
+    skipped = notebook(code("# NBVAL_SKIP\nprint(1)"))
+    assert "not supported" in run_chapters.checked_output_problems(skipped, skipped)[0]
+    raising = notebook(code("1 / 0", tags=("raises-exception",)))
+    assert "not supported" in run_chapters.checked_output_problems(raising, raising)[0]
+
+
+def test_plan_runs_every_chapter_and_only_the_student_editions_that_differ(tmp_path: Path) -> None:
+    """Chapters first; a student run only where solutions are removed, with its own models."""
+    runs = run_chapters.plan_runs(CHAPTERS, tmp_path)
+    chapters = [r["stem"] for r in runs if r["kind"] == "notebooks"]
+    students = [r["stem"] for r in runs if r["kind"] == "student"]
+    assert sorted(chapters) == [p.stem for p in CHAPTERS]
+    assert sorted(students) == [p.stem for p in CHAPTERS if run_chapters.has_solutions(p)]
+    assert [r["kind"] for r in runs] == ["notebooks"] * len(chapters) + ["student"] * len(students)
+    for run in runs:
+        if run["kind"] == "student":
+            data = Path(run["env"]["BOOK_DATA_DIR"])
+            assert (data / "sample").resolve() == (ROOT / "data" / "sample").resolve()
+            assert not (data / "models").exists(), "student runs keep their own models"
+    assert {r["kind"] for r in run_chapters.plan_runs(CHAPTERS, tmp_path, students=False)} \
+        == {"notebooks"}
+
+
+def test_a_failing_notebook_is_reported_with_its_error(tmp_path: Path) -> None:
+    """A cell that raises fails the run, and the run says which error it was."""
+    source = tmp_path / "99_broken.ipynb"
+    nbformat.write(notebook(code("raise ValueError('planted')", count=None)), source)
+    result = run_chapters.run_one({"kind": "notebooks", "stem": "99_broken", "source": source,
+                                   "sha256": "x", "target": tmp_path / "out.ipynb", "env": {}},
+                                  timeout=300)
+    assert not result["ok"] and "planted" in result["error"]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_runs_and_its_checked_outputs_match(chapter: Path) -> None:
+    """The chapter executed without error, and its checked cells printed what is stored."""
+    stored = nbformat.read(chapter, as_version=4)
+    run = executed_notebook("notebooks", chapter.stem)
+    problems = run_chapters.checked_output_problems(stored, run)
+    assert not problems, "\n".join(problems)
