@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.torchbook-installed
 # other jobs, spinning threads slowed training up to 30x (benchmarks/README.md). Override freely.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help .venv data test test-fast test-oldest chapters book book-fast student bench booktime clean
+.PHONY: help .venv data test test-fast test-oldest chapters book book-fast student grade bench \
+	booktime clean
 
 help:
 	@echo "make book         build the executed book into _build/html (full data when available)"
@@ -88,6 +89,13 @@ book-fast: .venv
 
 student: .venv
 	$(PY) tools/make_student.py
+
+# Grade handed-in notebooks, SUBMISSIONS/<student>/NN_name.ipynb, with otter-grader and the checks
+# in grading/: writes _build/grades/gradebook.csv and gradebook.md. GRADE_FLAGS passes options on,
+# e.g. GRADE_FLAGS="--time-limit 300 --jobs 2" (book/instructors.md, "Grading").
+grade: .venv
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR" >&2; exit 2; }
+	$(PY) tools/grade.py "$(SUBMISSIONS)" $(GRADE_FLAGS)
 
 # Prepares data/cifar2 first (a no-op when it is complete), like `make book`.
 bench: .venv data

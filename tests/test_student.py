@@ -100,3 +100,39 @@ def test_student_notebook_runs_in_fast_mode(edition: dict[str, Path], chapter: P
         run = executed_notebook("notebooks", chapter.stem)
     errors = [o for c in run.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+def test_public_checks_drop_hidden_cases_only() -> None:
+    """public_checks keeps the public test cases and helpers, removes each hidden case whole."""
+    source = ("from otter.test_files import test_case\n\nOK_FORMAT = False\nname = 'q'\n\n\n"
+              "def helper():\n    return 1\n\n\n"
+              "@test_case(points=1)\ndef test_public():\n    assert helper() == 1\n\n\n"
+              "@test_case(\n    points=2,\n    hidden=True,\n)\ndef test_secret():\n"
+              "    assert 'the secret' == 'the secret'\n\n\n"
+              "@test_case(points=1, hidden=False)\ndef test_also_public():\n    pass\n")
+    public = make_student.public_checks(source)
+    assert "test_secret" not in public and "the secret" not in public and "points=2" not in public
+    assert "def helper" in public and "test_public" in public and "test_also_public" in public
+    compile(public, "public", "exec")
+    only_hidden = "@test_case(points=1, hidden=True)\ndef test_x():\n    pass\n"
+    assert make_student.public_checks(only_hidden) is None
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_edition_has_public_checks_and_check_cells(edition: dict[str, Path],
+                                                   chapter: Path) -> None:
+    """checks/<chapter>/ holds no hidden case; each checked exercise has a check cell after it."""
+    folder = edition[chapter.stem].parent / "checks" / chapter.stem
+    sources = {p.stem: p.read_text() for p in folder.glob("*.py")}
+    assert set(sources) == set(make_student.checked_labels(chapter.stem))
+    for label, text in sources.items():
+        assert "hidden=True" not in text, label
+        original = (ROOT / "grading" / chapter.stem / f"{label}.py").read_text()
+        assert original.count("@test_case(") > text.count("@test_case(") > 0 or \
+            "hidden=True" not in original, label
+    cells = nbformat.read(edition[chapter.stem], as_version=4).cells
+    for label in sources:
+        answer = [i for i, c in enumerate(cells)
+                  if c.source == f"# Your answer to exercise {label}\n"]
+        assert len(answer) == 1, label
+        assert f'grader.check("{label}")' in cells[answer[0] + 1].source, label

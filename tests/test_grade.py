@@ -1,0 +1,419 @@
+"""The grader (tools/grade.py, `make grade`): the gradebook of good and bad submissions.
+
+One chapter (02, fast mode) is graded as handed in by eight students: correct (the chapter with its
+solutions), blank (the student edition, unanswered), wrong (a solution altered), crashing (a cell
+raises), corrupt (not JSON), empty, and, in a second run with a short time limit, hanging
+(`while True: pass`) and one that writes into its student's folder. Both runs go at the same time
+to keep the test near two minutes.
+"""
+from __future__ import annotations
+
+import csv
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import torch
+from otter.test_files import ExceptionTestFile
+from torch import nn
+
+from torchbook.checkpoints import restore_rng_states, rng_states
+from torchbook.datasets import WindowDataset
+from torchbook.training import Callback
+
+from scripts import import_script
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+STEM = "02_models_three_ways"
+grade = import_script("tools", "grade")
+make_student = import_script("tools", "make_student")
+
+def chapter() -> nbformat.NotebookNode:
+    """The chapter notebook, as stored."""
+    return nbformat.read(ROOT / "notebooks" / f"{STEM}.ipynb", as_version=4)
+
+
+def edit_cell(nb: nbformat.NotebookNode, marker: str, old: str, new: str) -> None:
+    """Replace `old` by `new` in the one code cell whose source contains `marker`."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and marker in c.source]
+    assert len(cells) == 1 and old in cells[0].source, marker
+    cells[0].source = cells[0].source.replace(old, new)
+
+
+def write_submissions(root: Path) -> dict[str, Path]:
+    """Write the two submission folders (normal and short time limit); return them."""
+    normal, short = root / "normal", root / "short"
+    paths = {name: folder / name / f"{STEM}.ipynb" for folder, names in
+             [(normal, ["correct", "blank", "wrong", "crashing", "corrupt", "empty"]),
+              (short, ["hanging", "writer"])] for name in names}
+    for path in paths.values():
+        path.parent.mkdir(parents=True)
+    nbformat.write(chapter(), paths["correct"])
+    nbformat.write(make_student.student_notebook(chapter()), paths["blank"])
+    wrong = chapter()  # no ReLU after conv2: the public checks pass, the hidden one does not
+    edit_cell(wrong, "class ReluNet(Net)", "self.pool(self.relu(self.conv2(x)))",
+              "self.pool(self.conv2(x))")
+    nbformat.write(wrong, paths["wrong"])
+    crashing = chapter()  # the cell that defines TwoHeadNet raises first
+    edit_cell(crashing, "class TwoHeadNet", "class TwoHeadNet",
+              "raise RuntimeError('student bug')\n\n\nclass TwoHeadNet")
+    nbformat.write(crashing, paths["crashing"])
+    paths["corrupt"].write_text('{"cells": [{"cell_type": "code", "source": "x = 1"')
+    paths["empty"].write_text("")
+    hanging = chapter()
+    hanging.cells.insert(3, nbformat.v4.new_code_cell("while True:\n    pass"))
+    nbformat.write(hanging, paths["hanging"])
+    escape = paths["writer"].parent / "escaped.txt"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"open({str(escape)!r}, 'w').write('outside')")]), paths["writer"])
+    return {"normal": normal, "short": short}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Grade both folders at once; return the rows by (student, exercise), timings and files."""
+    root = tmp_path_factory.mktemp("submissions")
+    folders = write_submissions(root)
+    start = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        normal = pool.submit(grade.grade_all, folders["normal"], 400, jobs=4)
+        short = pool.submit(grade.grade_all, folders["short"], 30, jobs=2)
+        rows = normal.result() + short.result()
+    elapsed = time.monotonic() - start
+    csv_path, table = grade.write_gradebook(rows, root / "grades")
+    return {"rows": {(r["student"], r["exercise"]): r for r in rows}, "elapsed": elapsed,
+            "csv": csv_path, "table": table, "list": rows}
+
+
+def rows_of(graded: dict, student: str) -> list[dict]:
+    """The gradebook rows of one student, in exercise order."""
+    return [r for r in graded["list"] if r["student"] == student]
+
+
+def test_the_chapter_with_its_solutions_scores_full_marks(graded: dict) -> None:
+    """Every exercise of the chapter itself passes all its checks, public and hidden."""
+    rows = rows_of(graded, "correct")
+    assert [r["exercise"] for r in rows] == ["ch02-ex1", "ch02-ex2", "ch02-ex3"]
+    for row in rows:
+        assert float(row["score"]) == float(row["max_score"]) > 0, row
+        assert row["status"].startswith("passed") and "raised" not in row["status"], row
+        assert "WROTE OUTSIDE" not in row["status"], row
+
+
+def test_the_student_edition_unanswered_scores_nothing(graded: dict) -> None:
+    """The chapter's own variables pass no check: the handed-out notebook, unanswered, gets 0."""
+    rows = rows_of(graded, "blank")
+    assert [r["exercise"] for r in rows] == ["ch02-ex1", "ch02-ex2", "ch02-ex3"]
+    for row in rows:
+        assert float(row["score"]) == 0 < float(row["max_score"]), row
+        assert row["status"].startswith("failed") and "raised" not in row["status"], row
+
+
+def test_a_wrong_answer_loses_the_hidden_points_only(graded: dict) -> None:
+    """No ReLU after conv2: shape and count still right (public), the function wrong (hidden)."""
+    row = graded["rows"][("wrong", "ch02-ex1")]
+    assert (float(row["score"]), float(row["max_score"])) == (1, 3), row
+    assert "failed" in row["status"] and "differs from Net" in row["status"], row
+    for label in ("ch02-ex2", "ch02-ex3"):
+        other = graded["rows"][("wrong", label)]
+        assert other["score"] == other["max_score"], other
+
+
+def test_a_crashing_cell_is_reported_and_costs_its_exercise(graded: dict) -> None:
+    """The cell raises, the notebook runs on (otter), the exercise scores 0, the row says why."""
+    row = graded["rows"][("crashing", "ch02-ex3")]
+    assert (float(row["score"]), float(row["max_score"])) == (0, 3), row
+    assert "RuntimeError: student bug" in row["status"], row
+    first = graded["rows"][("crashing", "ch02-ex1")]
+    assert first["score"] == first["max_score"], first
+
+
+@pytest.mark.parametrize(("student", "reason"), [("corrupt", "not valid JSON"),
+                                                 ("empty", "empty file"),
+                                                 ("hanging", "time limit")])
+def test_unusable_notebooks_get_zero_and_the_reason(graded: dict, student: str,
+                                                    reason: str) -> None:
+    """Every exercise of a corrupt, empty or hanging notebook: 0 of its points, and why."""
+    rows = rows_of(graded, student)
+    assert [r["exercise"] for r in rows] == ["ch02-ex1", "ch02-ex2", "ch02-ex3"]
+    for row in rows:
+        assert float(row["score"]) == 0 and float(row["max_score"]) > 0, row
+        assert reason in row["status"], row
+
+
+def test_the_hanging_notebook_is_stopped_at_its_time_limit(graded: dict) -> None:
+    """The whole run takes about as long as the slow run, not forever."""
+    assert graded["elapsed"] < 400
+
+
+def test_a_write_outside_the_grading_folder_is_reported(graded: dict) -> None:
+    """The notebook that writes into its student's folder has that in every row's status."""
+    for row in rows_of(graded, "writer"):
+        assert "WROTE OUTSIDE ITS FOLDER" in row["status"] and "escaped.txt" in row["status"], row
+
+
+def test_gradebook_files(graded: dict) -> None:
+    """gradebook.csv: the six columns, one row per student and exercise; gradebook.md beside it."""
+    with open(graded["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == grade.FIELDS
+    assert len(rows) == 8 * 3
+    assert {r["student"] for r in rows} == {"correct", "blank", "wrong", "crashing", "corrupt",
+                                            "empty", "hanging", "writer"}
+    table = graded["table"].read_text()
+    assert table.startswith("# Gradebook") and "| correct | 8 | 8 |" in table
+
+
+def test_grading_copy_checks_each_exercise_after_its_last_code_cell() -> None:
+    """Student check cells go; otter's check metadata sits on each exercise's last code cell."""
+    nb = make_student.student_notebook(chapter())
+    assert sum("grader.check(" in c.source for c in nb.cells) == 3
+    copy = grade.grading_copy(nb, {"ch02-ex1", "ch02-ex3"})
+    assert not any("grader.check(" in c.source for c in copy.cells)
+    marked = {test: c.source for c in copy.cells
+              for test in c.metadata.get("otter", {}).get("tests", [])}
+    assert marked == {"ch02-ex1": "# Your answer to exercise ch02-ex1\n",
+                      "ch02-ex3": "# Your answer to exercise ch02-ex3\n"}
+
+
+def test_read_submission_says_what_is_wrong(tmp_path: Path) -> None:
+    """Empty, non-JSON and non-notebook files are named as such; a notebook is read."""
+    cases = {"empty": ("  \n", "empty file"), "json": ("{", "not valid JSON"),
+             "nb": ('{"cells": 3}', "not a valid notebook")}
+    for name, (text, reason) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert reason in grade.read_submission(tmp_path / name)[1]
+    nbformat.write(chapter(), tmp_path / "ok.ipynb")
+    assert grade.read_submission(tmp_path / "ok.ipynb")[1] == ""
+
+
+def exercises_by_chapter() -> dict[str, list[str]]:
+    """The exercise labels of every chapter, in order."""
+    return {path.stem: [label for _, label in grade.exercise_labels(nbformat.read(path, 4))]
+            for path in CHAPTERS}
+
+
+def test_which_exercises_have_checks() -> None:
+    """Lists the exercises with and without checks; a chapter with checks covers all of them.
+
+    A chapter that has a grading/ folder must have exactly one check file per exercise (fails when
+    an exercise is added or relabelled without its check, or a check outlives its exercise).
+    Chapters without a grading/ folder are the known gaps: they are listed in a warning, which
+    every test run shows, and in book/instructors.md ("Gaps").
+    """
+    covered, gaps = [], []
+    for stem, labels in exercises_by_chapter().items():
+        checks = grade.chapter_checks(stem)
+        if not (grade.CHECKS / stem).is_dir():
+            gaps += labels
+            continue
+        assert [c.label for c in checks] == labels, stem
+        for check in checks:
+            assert check.path.stem == check.label, check.path
+            assert check.automatic or check.manual_points > 0, check.label
+        covered += labels
+    assert {p.name for p in grade.CHECKS.iterdir() if p.is_dir()} <= {p.stem for p in CHAPTERS}
+    assert covered, "no exercise has checks"
+    print("exercises with checks:", ", ".join(covered))
+    if gaps:
+        warnings.warn(f"exercises without checks (grading/ has no folder for their chapter): "
+                      f"{', '.join(gaps)}", stacklevel=1)
+
+
+# Checks accept any correct answer: each check file run (in this process) on answers written in
+# other ways than the chapter's solution, and on wrong ones.
+
+def run_check(chapter_stem: str, label: str, env: dict) -> list[bool]:
+    """Run one exercise's check file on `env`; return whether each test case passed."""
+    test_file = ExceptionTestFile.from_file(str(ROOT / "grading" / chapter_stem / f"{label}.py"))
+    test_file.run(env)
+    return [result.passed for result in test_file.test_case_results]
+
+
+def reduced_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correct: reduce over every dimension but the channels."""
+    pixels = images.double() / 255
+    return pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3), unbiased=False)
+
+
+def transposed_mean_std(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Correct, another way: channels first, then one row per channel; lists of floats."""
+    rows = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255
+    return rows.mean(dim=1).tolist(), rows.var(dim=1, unbiased=False).sqrt().tolist()
+
+
+def looped_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right numbers, but the Python loop the exercise rules out."""
+    pixels = images.double() / 255
+    means = torch.stack([pixels[:, c].mean() for c in range(pixels.shape[1])])
+    return means, torch.stack([pixels[:, c].std(unbiased=False) for c in range(pixels.shape[1])])
+
+
+def quick_mean_std(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chapter's bug: view mixes the channels of different images."""
+    pixels = images.double().view(images.shape[1], -1) / 255
+    return pixels.mean(dim=1), pixels.std(dim=1, unbiased=False)
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(reduced_mean_std, [True, True]),
+                                                  (transposed_mean_std, [True, True]),
+                                                  (looped_mean_std, [True, False]),
+                                                  (None, [False, False])])
+def test_ch01_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Two different fixes pass; a loop loses the hidden case; the bug alone passes nothing."""
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    env = {"train_images": images, "quick_mean_std": quick_mean_std}
+    if answer is not None:
+        env[answer.__name__] = answer
+    assert run_check("01_data_pipelines", "ch01-ex1", env) == expected
+
+
+class SlicingHorizon(WindowDataset):
+    """Correct, another way: keeps its own horizon, slices without calling the parent."""
+
+    def __init__(self, series, window: int = 8, horizon: int = 3):
+        super().__init__(series, window)
+        self.steps = horizon
+
+    def __len__(self) -> int:
+        return max(0, self.series.shape[0] - self.window - self.steps + 1)
+
+    def __getitem__(self, index: int):
+        if index >= len(self) or index < 0:
+            raise IndexError("past the end")
+        start = index + self.window
+        return self.series[index:start].clone(), self.series[start:start + self.steps].clone()
+
+
+class OffByOneHorizon(SlicingHorizon):
+    """Wrong: one item too many (the last one has a short target)."""
+
+    def __len__(self) -> int:
+        return super().__len__() + 1
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(SlicingHorizon, [True, True, True]),
+                                                  (OffByOneHorizon, [True, False, False])])
+def test_ch01_ex3_checks_behaviour(answer: type, expected: list[bool]) -> None:
+    """Another correct implementation passes; an off-by-one length fails."""
+    daily = pd.DataFrame(torch.randn(46, 2, generator=torch.Generator().manual_seed(1)).numpy())
+    env = {"daily": daily, "WindowDataset": WindowDataset, "HorizonWindowDataset": answer}
+    assert run_check("01_data_pipelines", "ch01-ex3", env) == expected
+
+
+def deep_head(width: int = 64, depth: int = 3) -> nn.Sequential:
+    """The chapter's bug: the same Linear object `depth` times."""
+    block = [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*block * depth, nn.Linear(width, 1))
+
+
+def nested_head(width: int = 64, depth: int = 3) -> nn.Sequential:
+    """Correct, another way: a Sequential of Sequential blocks."""
+    blocks = [nn.Sequential(nn.Linear(width, width), nn.ReLU()) for _ in range(depth)]
+    return nn.Sequential(*blocks, nn.Linear(width, 1))
+
+
+def fixed_width_head(width: int = 64, depth: int = 3) -> nn.Sequential:
+    """Half right: separate layers, but ignores `width` and `depth`."""
+    return nested_head()
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(nested_head, [True, True]),
+                                                  (fixed_width_head, [True, False]),
+                                                  (None, [False, False])])
+def test_ch02_ex2_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """A nested fix passes; one that ignores its arguments loses the hidden case; the bug fails."""
+    env = {"deep_head": deep_head}
+    if answer is not None:
+        env["fixed_" + answer.__name__] = answer
+    assert run_check("02_models_three_ways", "ch02-ex2", env) == expected
+
+
+class BestEpochStopping(Callback):
+    """Correct, another way: remembers the best epoch number, not a counter."""
+
+    def __init__(self, monitor: str = "valid_loss", mode: str = "min", patience: int = 2):
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.best, self.best_epoch = None, 0
+
+    def better(self, value: float) -> bool:
+        """True if `value` beats the best so far."""
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        if self.better(row[self.monitor]):
+            self.best, self.best_epoch = row[self.monitor], row["epoch"]
+        elif row["epoch"] - self.best_epoch >= self.patience:
+            trainer.stop_training = True
+
+
+class ImpatientStopping(BestEpochStopping):
+    """Wrong: stops at the first epoch that does not improve, and can cancel a stop."""
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        improved = self.better(row[self.monitor])
+        self.best = row[self.monitor] if improved else self.best
+        trainer.stop_training = not improved
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (BestEpochStopping, [True] * 4), (ImpatientStopping, [True, False, False, False])])
+def test_ch03_ex1_checks_behaviour(answer: type, expected: list[bool]) -> None:
+    """Another correct callback passes every case; an impatient one fails the behaviour cases."""
+    env = {"Callback": Callback, "EarlyStopping": answer}
+    assert run_check("03_training_loops", "ch03-ex1", env) == expected
+
+
+def save_run(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+             epoch: int) -> None:
+    """Chapter 5's saver: weights, optimizer, scheduler, epoch and RNG states."""
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "rng": rng_states()}, path)
+
+
+def load_run(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> int:
+    """Chapter 5's bug: the scheduler is saved but not restored."""
+    saved = torch.load(path, weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    restore_rng_states(saved["rng"])
+    return saved["epoch"]
+
+
+def resume_everything(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler) -> int:
+    """Correct, another way: restore by key, in another order."""
+    saved = torch.load(path, weights_only=True)
+    restore_rng_states(saved["rng"])
+    for key, target in {"scheduler": scheduler, "optimizer": optimizer, "model": model}.items():
+        target.load_state_dict(saved[key])
+    return int(saved["epoch"])
+
+
+def load_without_rng(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler) -> int:
+    """Half right: restores the scheduler but forgets the random number generators."""
+    saved = torch.load(path, weights_only=True)
+    for key, target in {"scheduler": scheduler, "optimizer": optimizer, "model": model}.items():
+        target.load_state_dict(saved[key])
+    return saved["epoch"]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(resume_everything, [True, True]),
+                                                  (load_without_rng, [True, False]),
+                                                  (None, [False, False])])
+def test_ch05_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Another complete fix passes; forgetting the RNGs loses the hidden case; the bug fails."""
+    env = {"save_run": save_run, "load_run": load_run, "rng_states": rng_states,
+           "restore_rng_states": restore_rng_states}
+    if answer is not None:
+        env[answer.__name__] = answer
+    assert run_check("05_saving_and_loading", "ch05-ex1", env) == expected
