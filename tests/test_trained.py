@@ -60,6 +60,18 @@ def test_load_or_train_replaces_a_corrupt_checkpoint(tmp_path, monkeypatch, caps
     assert read_checkpoint(tmp_path / "cifar2_recipe_fast.pt")["model_class"] == type(model).__name__
 
 
+def test_a_freshly_trained_model_comes_without_gradients(tmp_path, monkeypatch):
+    """Training leaves the last step's .grad on the parameters; the model is handed back without."""
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(trained, "cifar2_recipe_config",
+                        lambda: RecipeConfig(epochs=1, batch_size=64, threads=1))
+    model = load_or_train_cifar2_model(torch.device("cpu"))
+    assert (tmp_path / "cifar2_recipe_fast.pt").exists()  # it was trained here, not loaded
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_checkpoint_path_depends_on_the_mode(monkeypatch):
     monkeypatch.setenv("BOOK_FAST", "1")
     assert trained.cifar2_checkpoint_path().name == "cifar2_recipe_fast.pt"

@@ -7,7 +7,7 @@ data and recipe, so that every chapter from 4 on runs alone, in any order, on Co
   mode), `valid` (the seeded 1,000 held out; 40 in fast mode) and `test`.
 - `load_or_train_cifar2_model()`: the recipe model chapter 3 saves (trained on `fit`, the epoch
   with the best validation AUC), loaded from `cifar2_checkpoint_path()`, or trained here the same
-  way and saved when there is no usable file.
+  way and saved when there is no usable file; either way in eval mode, with no `.grad` set.
 - `cifar2_model_meta()`: what was saved with it (config, history, validation and test metrics).
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ def train_cifar2_model(path: Path, device: torch.device, progress: bool = False)
 
 
 def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
-    """The book's cifar2 recipe model in eval mode, on `device`: loaded if saved before, else trained."""
+    """The book's cifar2 model, eval mode, on `device`, no .grad: loaded if saved, else trained."""
     device = device or get_device()
     path = cifar2_checkpoint_path()
     config = cifar2_recipe_config()
@@ -144,6 +144,7 @@ def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: 
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    model.zero_grad(set_to_none=True)  # a model just trained keeps its last step's .grad
     return model.eval()
 
 
