@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -42,6 +43,18 @@ def strip_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def ipc_kernel_manager(folder: Path) -> "KernelManager":
+    """A kernel talking over Unix sockets in `folder`, not TCP ports.
+
+    jupyter_client picks free TCP ports by binding and releasing them, so kernels started at the
+    same moment (two chapters at a time, other builds) can pick the same port and one run then
+    waits forever for a reply; sockets in a folder of their own cannot collide.
+    """
+    from jupyter_client.manager import KernelManager
+
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(folder / "kernel"))
+
+
 def execute_notebook(path: Path, timeout: int = 600,
                      cwd: Path | None = None) -> nbformat.NotebookNode:
     """Run the notebook in fast mode from `cwd` (default: its folder); raise on a cell error."""
@@ -49,9 +62,15 @@ def execute_notebook(path: Path, timeout: int = 600,
 
     nb = nbformat.read(path, as_version=4)
     os.environ["BOOK_FAST"] = "1"
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd or path.parent)}})
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+        km = ipc_kernel_manager(Path(sockets))
+        client = NotebookClient(nb, km=km, timeout=timeout,
+                                resources={"metadata": {"path": str(cwd or path.parent)}})
+        try:
+            client.execute()
+        finally:
+            if km.has_kernel:  # a kernel manager passed in is not shut down by nbclient
+                km.shutdown_kernel(now=False)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
