@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from common import REPO, write_json_atomically
+from common import REPO, cpu_model, write_json_atomically
 
 NOTEBOOKS = REPO / "notebooks"
 LIMITS = {"fast_chapter_seconds": 60, "full_chapter_seconds": 300, "full_book_seconds": 1200,
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     words = ["python", "benchmarks/book_time.py", *(sys.argv[1:] if argv is None else argv)]
     payload = {"command": shlex.join(words), "date": dt.datetime.now().isoformat(timespec="seconds"),
                "python": platform.python_version(), "torch": importlib.metadata.version("torch"),
-               "cpu_count": os.cpu_count(), "platform": platform.platform(), "limits": LIMITS, "notebooks": notebooks,
+               "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+               "limits": LIMITS, "notebooks": notebooks,
                **summarise(notebooks)}
     print(format_table(notebooks))
     print(f"totals: {payload['totals']}, all within limits: {payload['all_within_limits']}")

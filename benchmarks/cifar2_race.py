@@ -41,7 +41,7 @@ from torchbook.models import SigmoidNet, count_parameters
 from torchbook.recipe import RecipeConfig, evaluate, train_recipe
 from torchbook.settings import seed_everything
 
-from common import REPO, display_path, write_json_atomically
+from common import REPO, cpu_model, display_path, write_json_atomically
 
 SEED_PARAMETERS = 54_273
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": shlex.join(words), "date": dt.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "python": platform.python_version(), "device": describe_device(device),
-        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "platform": platform.platform(), "data": display_path(args.data),
         "test_images": len(datasets.ImageFolder(str(args.data / "test"))),

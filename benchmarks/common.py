@@ -25,3 +25,15 @@ def display_path(path: Path) -> str:
         return path.resolve().relative_to(REPO).as_posix()
     except ValueError:
         return path.name
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux /proc/cpuinfo, else platform.processor()), for every figure."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"

@@ -38,7 +38,7 @@ from torchvision import datasets, transforms
 from torchbook.datasets import (CIFAR2_MEAN, CIFAR2_STD, TensorBatches, TensorImageDataset,
                                 load_image_folder_as_tensors, normalize_images, random_flip_crop)
 
-from common import REPO, display_path, write_json_atomically
+from common import REPO, cpu_model, display_path, write_json_atomically
 
 TARGET_RATIO = 10.0
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "python": platform.python_version(), "machine": platform.machine(),
-        "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(), "cpu_model": cpu_model(), "torch_threads": torch.get_num_threads(),
         "data": display_path(args.data),
     }
     report.update(run(args.data, args.batch_size, args.repeats))

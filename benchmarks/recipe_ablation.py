@@ -37,7 +37,7 @@ from torchbook.datasets import load_image_folder_as_tensors
 from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, train_recipe,
                               recipe_step)
 
-from common import REPO, write_json_atomically
+from common import REPO, cpu_model, write_json_atomically
 
 BOOK = RecipeConfig()
 
@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.merge and args.json.is_file():
         payload = json.loads(args.json.read_text())
     payload.update({"date": dt.datetime.now().isoformat(timespec="seconds"), "torch": torch.__version__,
-                    "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+                    "cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+                    "threads": torch.get_num_threads(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "book_config": BOOK.to_dict()})
     payload["commands"] = [*payload.get("commands", []), command]
     results = payload["variants"]

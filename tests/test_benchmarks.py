@@ -41,7 +41,7 @@ def check_race_payload(payload: dict, seed_epochs: int, book_epochs: int) -> Non
     assert payload["recipes"]["seed"]["parameters"] == 54_273
     assert set(payload["ratios"]) == {"time", "error"}
     assert payload["ratios"]["time"] > 0
-    for key in ("command", "date", "torch", "device", "cpu_count"):
+    for key in ("command", "date", "torch", "device", "cpu_count", "cpu_model"):
         assert payload[key], key
     assert payload["command"].startswith("python benchmarks/cifar2_race.py")
 
@@ -131,6 +131,7 @@ def test_book_time_runs_a_tiny_notebook(book_time, tmp_path):
     run = payload["notebooks"]["01_tiny"]["fast"]
     assert run["ok"] is True and run["seconds"] > 0 and run["peak_rss_mb"] > run["peak_process_rss_mb"] / 2
     assert set(payload["totals"]) == {"fast_seconds", "fast_peak_rss_mb"}
+    assert payload["cpu_model"] and payload["cpu_model"] != "unknown"
 
 
 def test_ablation_averages_quality_over_seeds():
