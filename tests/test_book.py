@@ -57,7 +57,7 @@ def test_build_script_runs_jupyter_book_strictly() -> None:
 def test_only_the_toc_is_built_and_the_rest_is_excluded() -> None:
     """Build outputs, the venv, data and benchmarks are never read as pages."""
     assert CONFIG["only_build_toc_files"] is True
-    for pattern in ("_build", ".venv", "data", "benchmarks", "README.md"):
+    for pattern in ("_build", ".venv", ".venv-oldest", "data", "benchmarks", "README.md"):
         assert pattern in CONFIG["exclude_patterns"]
 
 
