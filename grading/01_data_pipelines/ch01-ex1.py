@@ -40,10 +40,8 @@ def red_images():
 
 def fixed_functions(env):
     """The answer's functions that compute statistics per channel correctly (the fix)."""
-    import types
-    candidates = [v for k, v in env.items() if isinstance(v, types.FunctionType)
-                  and "mean" in k and k not in CHAPTER and not k.startswith("_")
-                  and not getattr(v, "__module__", "").startswith("torchbook")]
+    from torchbook.grading import answer_functions
+    candidates = answer_functions(env, lambda name: "mean" in name, CHAPTER)
     return [f for f in candidates if agrees(f, red_images())]
 
 

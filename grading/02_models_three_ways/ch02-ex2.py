@@ -25,10 +25,9 @@ def builds_right_head(make_head, width=64, depth=3):
 
 def fixed_functions(env):
     """The answer's head builders (a fixed deep_head, or a new one with "head" in its name)."""
-    import types
-    return [v for k, v in env.items() if isinstance(v, types.FunctionType) and "head" in k
-            and k not in CHAPTER and not k.startswith("_")
-            and not getattr(v, "__module__", "").startswith("torchbook") and builds_right_head(v)]
+    from torchbook.grading import answer_functions
+    return [f for f in answer_functions(env, lambda name: "head" in name, CHAPTER)
+            if builds_right_head(f)]
 
 
 @test_case(points=1, hidden=False)

@@ -6,7 +6,6 @@ name = "ch03-ex3"
 manual = ("the explanation: no model.eval(), so dropout stays on and changes the loss at every "
           "call; torch.no_grad() does not switch it off")
 CHAPTER = {"valid_epoch", "valid_step", "check_validate"}
-LIBRARIES = ("torchbook", "sklearn", "numpy", "torch", "matplotlib", "pandas")
 
 
 def agrees_after_train(env, function, model):
@@ -27,11 +26,9 @@ def agrees_after_train(env, function, model):
 
 def fixed_functions(env):
     """The answer's validation functions (a fixed validate, or a new one named with valid)."""
-    import types
-    return [v for k, v in env.items() if isinstance(v, types.FunctionType) and "valid" in k
-            and k not in CHAPTER and not k.startswith("_")
-            and not getattr(v, "__module__", "").startswith(LIBRARIES)
-            and agrees_after_train(env, v, env["seed_net"])]
+    from torchbook.grading import LIBRARIES, answer_functions
+    return [f for f in answer_functions(env, lambda name: "valid" in name, CHAPTER, LIBRARIES)
+            if agrees_after_train(env, f, env["seed_net"])]
 
 
 @test_case(points=1, hidden=False)

@@ -6,7 +6,6 @@ name = "ch04-ex1"
 manual = ("the explanation: targets and scores resampled with different indices break the pairs, "
           "so every resample scores like guessing, near 0.5")
 CHAPTER = {"bootstrap_ci", "check_auc_interval"}
-LIBRARIES = ("torchbook", "sklearn", "numpy", "torch", "matplotlib", "pandas")
 
 
 def interval(function, targets, scores):
@@ -28,11 +27,13 @@ def holds_whole_auc(env, function):
 
 def fixed_functions(env):
     """The answer's interval functions (a fixed bootstrap_auc_ci, or a new one)."""
-    import types
-    return [v for k, v in env.items() if isinstance(v, types.FunctionType)
-            and ("bootstrap" in k or "ci" in k.split("_")) and k not in CHAPTER
-            and not k.startswith("_") and not getattr(v, "__module__", "").startswith(LIBRARIES)
-            and holds_whole_auc(env, v)]
+    from torchbook.grading import LIBRARIES, answer_functions
+
+    def named_as_interval(name: str) -> bool:
+        return "bootstrap" in name or "ci" in name.split("_")
+
+    return [f for f in answer_functions(env, named_as_interval, CHAPTER, LIBRARIES)
+            if holds_whole_auc(env, f)]
 
 
 @test_case(points=1, hidden=False)

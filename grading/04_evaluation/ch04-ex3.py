@@ -1,11 +1,12 @@
 """Checks of exercise ch04-ex3: a paired bootstrap interval of AUC(TTA) - AUC(no TTA)."""
 from otter.test_files import test_case
 
+from torchbook.grading import LIBRARIES
+
 OK_FORMAT = False
 name = "ch04-ex3"
 manual = ("the interval from bootstrap_ci with that metric, whether it contains 0, and why the "
           "paired interval is narrower (the two AUCs move together)")
-LIBRARIES = ("torchbook", "sklearn", "numpy", "torch", "matplotlib", "pandas")
 CHAPTER = {"bootstrap_auc_ci", "bootstrap_ci", "check_auc_interval"}
 
 

@@ -56,12 +56,12 @@ def restores_schedule(env, load):
 
 def fixed_functions(env):
     """The answer's loaders: a fixed load_run, or a new function named with load/resume/restore."""
-    import types
-    return [v for k, v in env.items() if isinstance(v, types.FunctionType)
-            and any(word in k for word in ("load", "resume", "restore"))
-            and k not in CHAPTER and not k.startswith("_")
-            and not getattr(v, "__module__", "").startswith("torchbook")
-            and restores_schedule(env, v)]
+    from torchbook.grading import answer_functions
+
+    def named_as_loader(name: str) -> bool:
+        return any(word in name for word in ("load", "resume", "restore"))
+
+    return [f for f in answer_functions(env, named_as_loader, CHAPTER) if restores_schedule(env, f)]
 
 
 @test_case(points=1, hidden=False)

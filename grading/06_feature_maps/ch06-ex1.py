@@ -26,11 +26,9 @@ def right_on(function, model, x):
 
 def fixed_functions(env):
     """The answer's functions named with batchnorm (a fixed batchnorm_output, or a new one)."""
-    import types
-    return [v for k, v in env.items() if isinstance(v, types.FunctionType)
-            and "batchnorm" in k.lower() and k not in CHAPTER and not k.startswith("_")
-            and not getattr(v, "__module__", "").startswith("torchbook")
-            and right_on(v, env["model"], env["x"])]
+    from torchbook.grading import answer_functions
+    return [f for f in answer_functions(env, lambda name: "batchnorm" in name.lower(), CHAPTER)
+            if right_on(f, env["model"], env["x"])]
 
 
 @test_case(points=1, hidden=False)
