@@ -121,8 +121,8 @@ def test_every_prose_page_is_in_the_toc() -> None:
 
 
 def test_the_plan_has_eleven_chapters_and_covers_every_notebook() -> None:
-    """Chapters 00-10 are planned; every notebook's number is one of them."""
-    assert list(build_book.PLAN) == [f"{n:02d}" for n in range(11)]
+    """Chapters 00-11 are planned; every notebook's number is one of them."""
+    assert list(build_book.PLAN) == [f"{n:02d}" for n in range(12)]
     assert {p.name[:2] for p in CHAPTERS} <= set(build_book.PLAN)
     for number, (part, _title, depends) in build_book.PLAN.items():
         assert part in build_book.PARTS
@@ -130,16 +130,16 @@ def test_the_plan_has_eleven_chapters_and_covers_every_notebook() -> None:
 
 
 def test_chapter_map_links_written_chapters_and_marks_the_others_coming() -> None:
-    """The front page's map lists all eleven chapters; only written ones are links."""
+    """The front page's map lists every planned chapter; only written ones are links."""
     rows = build_book.chapter_rows()
     text = build_book.chapter_map_md(rows)
     written = {p.stem for p in CHAPTERS}
-    assert len(rows) == 11
-    assert text.count("(coming)") == 11 - len(written)
+    assert len(rows) == len(build_book.PLAN)
+    assert text.count("(coming)") == len(build_book.PLAN) - len(written)
     for stem in written:
         assert f"</notebooks/{stem}>" in text
     table = build_book.instructor_table_md(rows)
-    assert len(table.strip().splitlines()) == 2 + 11
+    assert len(table.strip().splitlines()) == 2 + len(build_book.PLAN)
 
 
 def test_full_data_failure_falls_back_to_fast_mode_loudly(monkeypatch: pytest.MonkeyPatch,
@@ -162,7 +162,7 @@ def test_build_info_names_the_data_and_the_versions(tmp_path: Path, monkeypatch:
     text = (tmp_path / "build_info.md").read_text()
     assert "fast mode" in text and "{warning}" in text and "torch " in text
     info = json.loads((tmp_path / "build_info.json").read_text())
-    assert info["fast"] is True and len(info["chapters"]) == 11
+    assert info["fast"] is True and len(info["chapters"]) == len(build_book.PLAN)
     assert "executed during the build" in text
     build_book.write_generated(fast=False, reason="")
     assert "full data" in (tmp_path / "build_info.md").read_text()

@@ -121,3 +121,45 @@ def test_layer_output_shapes_names_nested_layers() -> None:
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The code chapter 2 teaches inline is the code torchbook.models ships."""
     assert_taught_as_shipped("02_models_three_ways", models, name)
+
+
+@pytest.mark.parametrize("depth, parameters", [(20, 272_474), (32, 466_906), (56, 855_770)])
+def test_resnet_family_parameter_counts(depth: int, parameters: int) -> None:
+    """ResNet-20/32/56 (width 16, ten classes, 1x1 projection shortcuts) have their known sizes."""
+    assert count_parameters(models.resnet(depth)) == parameters
+
+
+def test_resnet_maps_images_to_class_logits_at_any_width() -> None:
+    """(N, 3, 32, 32) images give (N, num_classes) logits; width scales the channels."""
+    model = models.resnet(8, width=4, num_classes=3).eval()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
+    assert model.fc.in_features == 16
+
+
+def test_resnet_rejects_a_depth_not_of_the_form_6n_plus_2() -> None:
+    """A depth such as 18 (the ImageNet family) is refused with the rule in the message."""
+    with pytest.raises(ValueError, match="6n"):
+        models.resnet(18)
+
+
+def test_block_shortcut_is_identity_or_a_projection() -> None:
+    """Same shape: identity shortcut; new width or stride: a strided 1x1 conv + BN projection."""
+    assert isinstance(models.BasicBlock(8, 8).shortcut, nn.Identity)
+    projection = models.BasicBlock(8, 16, stride=2).shortcut
+    assert isinstance(projection[0], nn.Conv2d) and projection[0].stride == (2, 2)
+    assert models.BasicBlock(8, 16, stride=2)(torch.randn(1, 8, 32, 32)).shape == (1, 16, 16, 16)
+
+
+def test_plain_network_has_no_shortcuts_and_fewer_parameters() -> None:
+    """shortcut=False drops every shortcut (and the projections' parameters) but keeps the shape."""
+    plain = models.resnet(20, shortcut=False)
+    assert all(block.shortcut is None for stage in plain.stages for block in stage)
+    assert count_parameters(plain) < count_parameters(models.resnet(20))
+
+
+def test_residual_block_passes_input_through_when_its_branch_is_zero() -> None:
+    """With the last BN's scale at zero the block computes relu(x): the identity path is real."""
+    block = models.BasicBlock(4, 4).eval()
+    nn.init.zeros_(block.bn2.weight)
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.allclose(block(x), torch.relu(x))

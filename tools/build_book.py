@@ -40,7 +40,8 @@ BOOK_TIME_JSON = ROOT / "benchmarks" / "results" / "book_time.json"
 
 # The book's plan: chapter number -> (part, working title, chapters it builds on).
 # Titles of chapters that exist are read from the notebook; the others are working titles.
-PARTS = ("Getting started", "Foundations", "Understanding a trained model", "Beyond cifar2")
+PARTS = ("Getting started", "Foundations", "Understanding a trained model", "Beyond cifar2",
+         "Scaling out")
 PLAN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "00": (PARTS[0], "Setting up", ()),
     "01": (PARTS[1], "Data pipelines", ("00",)),
@@ -53,11 +54,12 @@ PLAN: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "08": (PARTS[3], "Ten classes: CIFAR-10", ("03", "07")),
     "09": (PARTS[3], "How learning works", ("03",)),
     "10": (PARTS[3], "Reusing trained models", ("05", "08")),
+    "11": (PARTS[4], "Training on several processes", ("05", "07")),
 }
 
 
 def chapter_notebooks() -> dict[str, Path]:
-    """Map chapter number ('00'..'10') to its notebook in notebooks/."""
+    """Map chapter number ('00'..'11') to its notebook in notebooks/."""
     return {p.name[:2]: p for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))}
 
 

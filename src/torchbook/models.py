@@ -10,6 +10,9 @@
   `nn.Sequential` blocks.
 
 `copy_weights(src, dst)` copies weights between any two of them, so they compute the same function.
+
+Chapter 7's CIFAR-style ResNet: `BasicBlock` (two 3x3 convolutions and a shortcut) and
+`resnet(depth, width, num_classes)`, the ResNet-20/32/56 family (depth = 6n + 2).
 """
 from __future__ import annotations
 
@@ -121,3 +124,64 @@ def layer_output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, st
         for handle in handles:
             handle.remove()
     return shapes
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers plus a shortcut: identity, or a strided 1x1 conv-BN on shape change."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
+                 shortcut: bool = True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = None
+        if shortcut:
+            self.shortcut = nn.Identity()
+            if stride != 1 or in_channels != out_channels:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                    nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """A CIFAR ResNet: 3x3 stem, three stages of BasicBlocks (width, 2x, 4x), average pool, linear."""
+
+    def __init__(self, blocks_per_stage: int, width: int = 16, num_classes: int = 10,
+                 shortcut: bool = True):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        stages, channels = [], width
+        for stage, out_channels in enumerate((width, 2 * width, 4 * width)):
+            stride = 1 if stage == 0 else 2
+            blocks = []
+            for index in range(blocks_per_stage):
+                blocks.append(BasicBlock(channels, out_channels, stride if index == 0 else 1,
+                                         shortcut))
+                channels = out_channels
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.pool(self.stages(self.stem(x)))))
+
+
+def resnet(depth: int = 20, width: int = 16, num_classes: int = 10,
+           shortcut: bool = True) -> ResNet:
+    """The CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 56, ...); shortcut=False: a plain net."""
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
+    return ResNet((depth - 2) // 6, width, num_classes, shortcut)
