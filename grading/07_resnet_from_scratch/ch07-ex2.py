@@ -19,7 +19,7 @@ def test_last_batchnorm_scales_are_zero(env):
     from torchbook.models import BasicBlock, resnet
     model = applied(env, resnet(8, width=4, num_classes=3))
     blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-    assert blocks and all(float(b.bn2.weight.abs().max()) == 0 for b in blocks), \
+    assert blocks and all(float(b.bn2.weight.detach().abs().max()) == 0 for b in blocks), \
         "every block's bn2.weight must be zero"
 
 
