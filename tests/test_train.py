@@ -155,6 +155,13 @@ def test_unknown_model(tmp_path, capsys) -> None:
     expect_input_error(run_train(tmp_path / "run", "--model", "resnet18"), capsys, "6n + 2")
 
 
+@pytest.mark.parametrize("option, value", [("--batch-size", "0"), ("--width", "0"),
+                                           ("--lr", "-0.1"), ("--valid-fraction", "1.5"),
+                                           ("--epochs", "0")])
+def test_out_of_range_settings(tmp_path, capsys, option: str, value: str) -> None:
+    expect_input_error(run_train(tmp_path / "run", option, value), capsys, option)
+
+
 def test_a_run_is_not_overwritten_without_resume(one_epoch: Path, capsys) -> None:
     expect_input_error(run_train(one_epoch, "--epochs", "2"), capsys, "--resume")
 

@@ -114,8 +114,10 @@ def new_run_settings(args: argparse.Namespace) -> dict:
     if (args.out / "last.pt").exists():
         raise InputError(f"{args.out} already holds a run (last.pt): pass --resume to continue "
                          "it, or choose another --out.")
-    if not 0 < settings["valid_fraction"] < 1 or settings["batch_size"] < 1 or args.epochs < 1:
-        raise InputError("need --epochs >= 1, --batch-size >= 1 and 0 < --valid-fraction < 1.")
+    if (not 0 < settings["valid_fraction"] < 1 or min(settings["batch_size"], settings["width"],
+                                                       args.epochs) < 1 or settings["lr"] <= 0):
+        raise InputError("need --epochs, --batch-size and --width >= 1, --lr > 0 and "
+                         "0 < --valid-fraction < 1.")
     try:
         resnet_by_name(settings["model"], settings["width"], 2)
     except ValueError as error:
