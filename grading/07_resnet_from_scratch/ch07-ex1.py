@@ -1,4 +1,4 @@
-"""Checks of exercise ch07-ex1: option A shortcuts (`PadShortcut`), subsampling and zero channels."""
+"""Checks of exercise ch07-ex1: option A shortcuts (`PadShortcut`): subsample, pad with zeros."""
 from otter.test_files import test_case
 
 OK_FORMAT = False
@@ -16,7 +16,7 @@ def outputs(env, in_channels, out_channels, stride, x):
 
 @test_case(points=1, hidden=False)
 def test_shapes_match_the_block_and_no_parameters(env):
-    """Same output shapes as BasicBlock, for an identity and a downsampling shortcut; no weights."""
+    """BasicBlock's output shapes, for an identity and a downsampling shortcut; no weights."""
     import torch
     from torchbook.models import BasicBlock
     x = torch.randn(2, 16, 32, 32)
@@ -30,12 +30,12 @@ def test_shapes_match_the_block_and_no_parameters(env):
 
 @test_case(points=1, hidden=True)
 def test_subsamples_and_pads_with_zeros(env):
-    """The first channels are x's every second pixel, the added channels are zeros; stride 1 is x."""
+    """The first channels are x's every second pixel, the added ones zeros; stride 1 gives x."""
     import torch
     x = torch.randn(3, 8, 10, 10)
     out = outputs(env, 8, 24, 2, x)
     assert out is not None and out.shape == (3, 24, 5, 5)
-    assert torch.equal(out[:, :8], x[:, :, ::2, ::2]), "keep every second pixel of every second row"
+    assert torch.equal(out[:, :8], x[:, :, ::2, ::2]), "keep every second pixel and row"
     assert torch.count_nonzero(out[:, 8:]) == 0, "the added channels must be zeros"
     same = outputs(env, 8, 8, 1, x)
     assert same is not None and torch.equal(same, x), "with the same shape, the shortcut is x"
