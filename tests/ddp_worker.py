@@ -1,0 +1,93 @@
+"""A worker for tests/test_distributed.py, launched with torchrun (gloo, tiny sizes).
+
+    torchrun --standalone --nproc_per_node=N tests/ddp_worker.py shards OUT.json IMAGES EPOCHS
+    torchrun --standalone --nproc_per_node=N tests/ddp_worker.py steps OUT.pt BATCH STEPS [bn]
+    torchrun ... tests/ddp_worker.py whoami OUT.json
+
+`shards`: every rank records the dataset indices its DistributedSampler gives it, epoch by
+epoch; rank 0 writes them all. `steps`: DDP training of a small CNN (with BatchNorm if `bn`) on
+fixed random images for STEPS steps of global batch BATCH (BATCH / N per rank); rank 0 writes
+the weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK, WORLD_SIZE and an
+all-reduced sum.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from torchbook import distributed as ddp
+
+
+def shards(out: str, images: int, epochs: int) -> None:
+    """Record the indices each rank sees per epoch; rank 0 writes [epoch][rank] lists."""
+    dataset = TensorDataset(torch.arange(images))
+    sampler = ddp.distributed_sampler(dataset, shuffle=True, seed=0)
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler)
+    seen = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        seen.append(ddp.gather_objects([i for (batch,) in loader for i in batch.tolist()]))
+    if ddp.is_main_process():
+        with open(out, "w") as file:
+            json.dump(seen, file)
+
+
+def small_cnn(batchnorm: bool) -> nn.Module:
+    """Two 3x3 convolutions (optionally with BatchNorm) and a linear layer, for 8x8 images."""
+    norm = (lambda c: nn.BatchNorm2d(c)) if batchnorm else (lambda c: nn.Identity())
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), norm(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), norm(16), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
+
+
+def steps(out: str, batch: int, count: int, batchnorm: bool) -> None:
+    """Train `count` steps of global batch `batch` on fixed data; rank 0 saves the weights."""
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    images, labels = torch.randn(batch * count, 3, 8, 8), torch.randint(0, 2, (batch * count,))
+    model = ddp.wrap_ddp(small_cnn(batchnorm), device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    dataset = TensorDataset(images, labels)
+    loader = DataLoader(dataset, batch_size=batch // ddp.world_size(),
+                        sampler=ddp.distributed_sampler(dataset, seed=0))
+    for x, y in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    if ddp.is_main_process():
+        torch.save(ddp.unwrap(model).state_dict(), out)
+
+
+def whoami(out: str) -> None:
+    """Rank 0 writes what each rank was told by torchrun, and a sum over ranks."""
+    me = {name: os.environ[name] for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    total = ddp.all_reduce_sum([ddp.rank() + 1])[0]
+    everyone = ddp.gather_objects(me)
+    if ddp.is_main_process():
+        with open(out, "w") as file:
+            json.dump({"ranks": everyone, "sum": total}, file)
+
+
+def main(argv: list[str]) -> None:
+    """Join the group torchrun made, run one task, leave the group."""
+    ddp.init_from_torchrun("cpu")
+    try:
+        task, out, *rest = argv
+        if task == "shards":
+            shards(out, int(rest[0]), int(rest[1]))
+        elif task == "steps":
+            steps(out, int(rest[0]), int(rest[1]), rest[2:] == ["bn"])
+        else:
+            whoami(out)
+        ddp.barrier()
+    finally:
+        ddp.cleanup()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
