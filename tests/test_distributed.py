@@ -1,6 +1,6 @@
 """torchbook.distributed: the helpers in one process, and real gloo runs under torchrun.
 
-The multi-process tests launch tests/ddp_worker.py with torchrun (tiny sizes, OMP_NUM_THREADS=1,
+The multi-process tests launch torchbook.ddp_check with torchrun (tiny sizes, OMP_NUM_THREADS=1,
 a timeout each) through `Launch`, which kills every launcher and worker it started when it ends.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ from torch import nn
 
 from torchbook import distributed as ddp
 
-WORKER = str(Path(__file__).with_name("ddp_worker.py"))
+WORKER = ("-m", "torchbook.ddp_check")
 TIMEOUT = 120
 
 
 def run_worker(nproc: int, *args: object) -> tuple[int, str]:
-    """Run ddp_worker.py under torchrun with `nproc` processes; exit code and output."""
-    codes, outputs = ddp.run_launchers([ddp.torchrun_command([WORKER, *args], nproc)], TIMEOUT,
+    """Run torchbook.ddp_check under torchrun with `nproc` processes; exit code and output."""
+    codes, outputs = ddp.run_launchers([ddp.torchrun_command([*WORKER, *args], nproc)], TIMEOUT,
                                        env=ddp.worker_environment())
     return codes[0], outputs[0]
 
@@ -157,7 +157,7 @@ def test_without_sync_batchnorm_the_cpu_runs_differ(one_process_weights: dict,
 
 def test_a_worker_without_torchrun_exits_with_the_message(tmp_path: Path) -> None:
     env = {k: v for k, v in ddp.worker_environment().items() if k not in ddp.TORCHRUN_VARIABLES}
-    codes, outputs = ddp.run_launchers([[sys.executable, WORKER, "whoami", tmp_path / "w.json"]],
+    codes, outputs = ddp.run_launchers([[sys.executable, *WORKER, "whoami", tmp_path / "w.json"]],
                                        TIMEOUT, env=env)
     assert codes[0] != 0 and "Launch the script with torchrun" in outputs[0]
     assert not (tmp_path / "w.json").exists()

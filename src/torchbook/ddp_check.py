@@ -1,26 +1,30 @@
-"""A worker for tests/test_distributed.py, launched with torchrun (gloo, tiny sizes).
+"""Small DDP experiments that chapter 11 and its tests launch with torchrun (gloo on the CPU).
 
-    torchrun --standalone --nproc_per_node=N tests/ddp_worker.py shards OUT.json IMAGES EPOCHS
-    torchrun --standalone --nproc_per_node=N tests/ddp_worker.py steps OUT.pt BATCH STEPS [bn]
-    torchrun ... tests/ddp_worker.py whoami OUT.json
+    torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check whoami OUT.json
+    torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check shards OUT.json IMAGES EPOCHS
+    torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check steps OUT.pt BATCH STEPS [bn]
+    torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check speed OUT.json BATCH STEPS
 
 `shards`: every rank records the dataset indices its DistributedSampler gives it, epoch by
 epoch; rank 0 writes them all. `steps`: DDP training of a small CNN (with BatchNorm if `bn`) on
 fixed random images for STEPS steps of global batch BATCH (BATCH / N per rank); rank 0 writes
 the weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK, WORLD_SIZE and an
-all-reduced sum.
+all-reduced sum. `speed`: images per second of ResNet-20 training steps of global batch BATCH on
+random 32x32 images (after two warm-up steps), summed over the ranks.
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from torchbook import distributed as ddp
+from torchbook.models import resnet
 
 
 def shards(out: str, images: int, epochs: int) -> None:
@@ -73,6 +77,28 @@ def whoami(out: str) -> None:
             json.dump({"ranks": everyone, "sum": total}, file)
 
 
+def speed(out: str, batch: int, count: int) -> None:
+    """Time `count` ResNet-20 steps of global batch `batch`; rank 0 writes the images/s."""
+    torch.manual_seed(0)
+    local = batch // ddp.world_size()
+    images, labels = torch.randn(local, 3, 32, 32), torch.randint(0, 2, (local,))
+    model = ddp.wrap_ddp(resnet(20, num_classes=2), torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for step in range(count + 2):
+        if step == 2:  # the first steps warm up (memory, kernels): not timed
+            ddp.barrier()
+            start = time.perf_counter()
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    ddp.barrier()
+    seconds = time.perf_counter() - start
+    if ddp.is_main_process():
+        with open(out, "w") as file:
+            json.dump({"processes": ddp.world_size(), "threads": torch.get_num_threads(),
+                       "images_per_second": batch * count / seconds}, file)
+
+
 def main(argv: list[str]) -> None:
     """Join the group torchrun made, run one task, leave the group."""
     ddp.init_from_torchrun("cpu")
@@ -82,6 +108,8 @@ def main(argv: list[str]) -> None:
             shards(out, int(rest[0]), int(rest[1]))
         elif task == "steps":
             steps(out, int(rest[0]), int(rest[1]), rest[2:] == ["bn"])
+        elif task == "speed":
+            speed(out, int(rest[0]), int(rest[1]))
         else:
             whoami(out)
         ddp.barrier()
