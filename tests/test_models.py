@@ -163,3 +163,17 @@ def test_residual_block_passes_input_through_when_its_branch_is_zero() -> None:
     nn.init.zeros_(block.bn2.weight)
     x = torch.randn(2, 4, 8, 8)
     assert torch.allclose(block(x), torch.relu(x))
+
+
+@pytest.mark.parametrize("name, depth", [("resnet8", 8), ("ResNet20", 20), ("resnet56", 56)])
+def test_resnet_by_name_builds_the_named_depth(name: str, depth: int) -> None:
+    """The scripts' model names: resnet<depth>, the same network as resnet(depth)."""
+    model = models.resnet_by_name(name, width=8, num_classes=3)
+    assert count_parameters(model) == count_parameters(models.resnet(depth, 8, 3))
+
+
+@pytest.mark.parametrize("name, match", [("vgg16", "unknown model"), ("resnet18", "6n")])
+def test_resnet_by_name_refuses_other_names(name: str, match: str) -> None:
+    """Other architectures and ImageNet depths are refused with a message that says why."""
+    with pytest.raises(ValueError, match=match):
+        models.resnet_by_name(name)

@@ -12,10 +12,12 @@
 `copy_weights(src, dst)` copies weights between any two of them, so they compute the same function.
 
 Chapter 7's CIFAR-style ResNet: `BasicBlock` (two 3x3 convolutions and a shortcut) and
-`resnet(depth, width, num_classes)`, the ResNet-20/32/56 family (depth = 6n + 2).
+`resnet(depth, width, num_classes)`, the ResNet-20/32/56 family (depth = 6n + 2), and
+`resnet_by_name("resnet20", width, num_classes)` for the command-line scripts.
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 import torch
@@ -127,7 +129,7 @@ def layer_output_shapes(model: nn.Module, x: torch.Tensor) -> list[tuple[str, st
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers plus a shortcut: identity, or a strided 1x1 conv-BN on shape change."""
+    """Two 3x3 conv-BN layers and a shortcut: identity, or a 1x1 conv-BN when the shape changes."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
                  shortcut: bool = True):
@@ -154,7 +156,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A CIFAR ResNet: 3x3 stem, three stages of BasicBlocks (width, 2x, 4x), average pool, linear."""
+    """A CIFAR ResNet: 3x3 stem, three stages of BasicBlocks (width, 2x, 4x), avg pool, linear."""
 
     def __init__(self, blocks_per_stage: int, width: int = 16, num_classes: int = 10,
                  shortcut: bool = True):
@@ -181,7 +183,16 @@ class ResNet(nn.Module):
 
 def resnet(depth: int = 20, width: int = 16, num_classes: int = 10,
            shortcut: bool = True) -> ResNet:
-    """The CIFAR ResNet of `depth` = 6n + 2 layers (20, 32, 56, ...); shortcut=False: a plain net."""
+    """The CIFAR ResNet of depth 6n + 2 (20, 32, 56, ...); shortcut=False gives the plain net."""
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
     return ResNet((depth - 2) // 6, width, num_classes, shortcut)
+
+
+def resnet_by_name(name: str, width: int = 16, num_classes: int = 10) -> ResNet:
+    """The ResNet a name such as 'resnet20' or 'resnet56' stands for (ValueError for others)."""
+    match = re.fullmatch(r"resnet(\d+)", name.strip().lower())
+    if match is None:
+        raise ValueError(f"unknown model {name!r}: name a CIFAR ResNet, resnet<depth> with depth "
+                         "6n + 2 (resnet8, resnet20, resnet32, resnet56, ...)")
+    return resnet(int(match.group(1)), width, num_classes)

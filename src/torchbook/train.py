@@ -1,0 +1,406 @@
+"""Train a CIFAR ResNet from the command line (chapter 7).
+
+    python -m torchbook.train --model resnet20 --data data/cifar2 --epochs 10 --out runs/NAME
+
+reads `DATA/train` (an ImageFolder tree; never `DATA/test`) once into uint8 tensors, holds out a
+seeded validation split, and trains with SGD (Nesterov momentum) under a warm-up + cosine
+schedule, flipping, cropping and normalising each batch on the device. After every epoch it
+writes, under `--out`:
+
+- `last.pt`: weights, optimizer, scheduler and random-number states, the history and the run's
+  settings (`torchbook.checkpoints.save_checkpoint`, atomic), from which `--resume` continues;
+- `best.pt`: the weights of the epoch with the best validation accuracy so far;
+- `history.csv`: one row per epoch.
+
+Both checkpoints carry what `python -m torchbook.evaluate` needs besides the images: the model's
+name and width, the classes and the normalisation (mean and std of the training images).
+`--resume` continues the run in `--out` with its saved settings, up to `--epochs` in all. Bad
+input gives one line on stderr and exit code 2; Ctrl-C says where the last complete checkpoint
+is and exits with 130.
+
+Written to be extended to several processes (DistributedDataParallel): the sampler is made in
+`make_sampler`, the model wrapped in `wrap_model`, and every write (`say`, `save_run_state`,
+`write_history`) takes a `writer` flag, so that one process alone writes.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
+from tqdm import tqdm
+
+from torchbook.checkpoints import (CheckpointError, read_checkpoint, resume_checkpoint,
+                                   save_checkpoint)
+from torchbook.datasets import channel_mean_std, normalize_images, random_flip_crop
+from torchbook.device import CHOICES
+from torchbook.evaluate import (InputError, check_run_checkpoint, classification_metrics,
+                                load_folder, pick_device, predict_logits)
+from torchbook.models import count_parameters, resnet_by_name
+from torchbook.settings import seed_everything
+from torchbook.training import warmup_cosine_schedule
+from torchbook.trained import validation_split
+
+# A run's settings: given on the command line for a new run, read from last.pt by --resume.
+SETTINGS = {"model": "resnet20", "width": 16, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+            "weight_decay": 5e-4, "warmup": 0.1, "label_smoothing": 0.0,
+            "valid_fraction": 0.1, "seed": 0}
+
+
+@dataclass
+class TrainData:
+    """The training folder as uint8 tensors, split into fit and validation images."""
+
+    fit_images: torch.Tensor
+    fit_labels: torch.Tensor
+    valid_images: torch.Tensor
+    valid_labels: torch.Tensor
+    classes: list[str]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """Parse the command line of `python -m torchbook.train` (settings left unset are None)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m torchbook.train",
+        description="Train a CIFAR ResNet on DATA/train; checkpoints and history go to --out.",
+        epilog="--resume continues the run in --out with its saved settings (model, width, "
+               "batch size, lr, ...), up to --epochs in all.")
+    add = parser.add_argument
+    add("--data", type=Path, required=True,
+        help="a folder with train/ (and test/) ImageFolder trees, e.g. data/cifar2")
+    add("--out", type=Path, required=True, help="the run's folder (last.pt, best.pt, history.csv)")
+    add("--epochs", type=int, default=10, help="epochs in all (default 10)")
+    add("--model", help="resnet<depth>, depth 6n + 2: resnet8, resnet20 (default), resnet56, ...")
+    add("--width", type=int, help="channels of the first stage (default 16)")
+    add("--batch-size", type=int, help="images per step (default 128)")
+    add("--lr", type=float, help="peak learning rate of SGD (default 0.1)")
+    add("--momentum", type=float, help="Nesterov momentum (default 0.9)")
+    add("--weight-decay", type=float, help="on weights, not biases and BatchNorm (default 5e-4)")
+    add("--warmup", type=float, help="share of the steps spent warming up (default 0.1)")
+    add("--label-smoothing", type=float, help="of the cross-entropy loss (default 0)")
+    add("--valid-fraction", type=float, help="share of DATA/train held out (default 0.1)")
+    add("--seed", type=int, help="seeds the split, the weights and the batches (default 0)")
+    add("--resume", action="store_true", help="continue the run saved in --out")
+    add("--device", choices=CHOICES, help="where to train (default: $BOOK_DEVICE, else auto)")
+    add("--no-progress", action="store_true",
+        help="no progress bars (they are shown only when stderr is a terminal anyway)")
+    return parser.parse_args(argv)
+
+
+def say(text: str, writer: bool = True) -> None:
+    """Print one line of the run's log (only the writing process prints)."""
+    if writer:
+        print(text, flush=True)
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The run settings given on the command line (those left unset are absent)."""
+    return {key: getattr(args, key) for key in SETTINGS if getattr(args, key) is not None}
+
+
+def new_run_settings(args: argparse.Namespace) -> dict:
+    """The settings of a new run: the defaults, overridden by the command line; checked."""
+    settings = SETTINGS | given_settings(args)
+    if (args.out / "last.pt").exists():
+        raise InputError(f"{args.out} already holds a run (last.pt): pass --resume to continue "
+                         "it, or choose another --out.")
+    if not 0 < settings["valid_fraction"] < 1 or settings["batch_size"] < 1 or args.epochs < 1:
+        raise InputError("need --epochs >= 1, --batch-size >= 1 and 0 < --valid-fraction < 1.")
+    try:
+        resnet_by_name(settings["model"], settings["width"], 2)
+    except ValueError as error:
+        raise InputError(f"--model: {error}.") from error
+    return settings
+
+
+def read_run(path: Path) -> dict:
+    """The meta of a run's last.pt; InputError if it is missing, unreadable or another model's."""
+    if not path.is_file():
+        raise InputError(f"nothing to resume: there is no {path}. Run without --resume to start "
+                         "a new run there.")
+    try:
+        meta = check_run_checkpoint(path, read_checkpoint(path))
+    except CheckpointError as error:
+        raise InputError(str(error)) from error
+    if any(key not in meta for key in ("settings", "epoch", "history", "best_valid_acc")):
+        raise InputError(f"{path} holds weights but not a resumable run (no settings and "
+                         "history): --resume needs the last.pt that torchbook.train writes.")
+    return meta
+
+
+def resumed_settings(args: argparse.Namespace, meta: dict) -> dict:
+    """The saved settings of the run to resume; InputError if the command line contradicts them."""
+    saved = {key: meta["settings"][key] for key in SETTINGS}
+    clashes = {key: value for key, value in given_settings(args).items() if saved[key] != value}
+    if clashes:
+        key = next(iter(clashes))
+        raise InputError(f"the run in {args.out} was trained with --{key.replace('_', '-')} "
+                         f"{saved[key]}, not {clashes[key]}: --resume continues a run with its "
+                         "own settings. Drop that option, or choose another --out.")
+    return saved
+
+
+def load_data(root: Path, settings: dict) -> TrainData:
+    """Read ROOT/train into uint8 tensors and hold out the seeded validation split."""
+    if not (Path(root) / "train").is_dir():
+        raise InputError(f"there is no folder {Path(root) / 'train'}. --data takes a folder with "
+                         "train/ and test/ ImageFolder trees, e.g. data/cifar2 (python -m "
+                         "torchbook.data prepares it).")
+    images, labels, classes = load_folder(Path(root) / "train")
+    n_valid = max(1, round(len(labels) * settings["valid_fraction"]))
+    fit, valid = validation_split(len(labels), n_valid, seed=settings["seed"])
+    if len(classes) < 2 or len(fit) < settings["batch_size"]:
+        raise InputError(f"{root}/train has {len(classes)} classes and {len(fit)} training "
+                         f"images after the validation split: need two classes or more, and "
+                         f"at least --batch-size ({settings['batch_size']}) images.")
+    return TrainData(images[fit], labels[fit], images[valid], labels[valid], classes)
+
+
+def run_meta(settings: dict, data: TrainData, mean: Sequence[float],
+             std: Sequence[float]) -> dict:
+    """What every checkpoint of the run carries, so that evaluate needs nothing else."""
+    return {"model": settings["model"], "width": settings["width"], "classes": data.classes,
+            "mean": list(mean), "std": list(std), "settings": settings,
+            "config": {"model": settings["model"], "width": settings["width"],
+                       "num_classes": len(data.classes)}}
+
+
+def check_resumed_data(out: Path, meta: dict, data: TrainData) -> None:
+    """InputError unless the data has the classes the resumed run was trained on."""
+    if data.classes != meta["classes"]:
+        raise InputError(f"the run in {out} was trained on the classes {meta['classes']}, but "
+                         f"--data has {data.classes}: give the run's data, or another --out.")
+
+
+def make_sampler(dataset: TensorDataset, seed: int) -> Sampler:
+    """The order of the training images: reshuffled each epoch from seed + epoch (set_epoch).
+
+    One process reads all of them; under DistributedDataParallel each process would read its
+    own share (num_replicas, rank).
+    """
+    return DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+
+
+def make_loader(data: TrainData, batch_size: int, seed: int) -> DataLoader:
+    """Batches of uint8 fit images and labels in the sampler's order (a short last one dropped)."""
+    dataset = TensorDataset(data.fit_images, data.fit_labels)
+    return DataLoader(dataset, batch_size=batch_size, sampler=make_sampler(dataset, seed),
+                      drop_last=True)
+
+
+def build_model(settings: dict, num_classes: int) -> nn.Module:
+    """The ResNet the settings name, with one output per class."""
+    return resnet_by_name(settings["model"], settings["width"], num_classes)
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model as training calls it: on the device (a DDP wrapper would go here)."""
+    return model.to(device)
+
+
+def bare_model(model: nn.Module) -> nn.Module:
+    """The model inside a wrapper such as DistributedDataParallel (the model itself if none)."""
+    return getattr(model, "module", model)
+
+
+def make_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; weight decay on weights, not on biases and BatchNorm."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": settings["weight_decay"]},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=settings["lr"], momentum=settings["momentum"],
+                           nesterov=True)
+
+
+def augment_batch(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                  device: torch.device) -> torch.Tensor:
+    """A training batch: uint8 images to the device, flipped and cropped, then normalised."""
+    return normalize_images(random_flip_crop(images.to(device, non_blocking=True)), mean, std)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, meta: dict, epoch: int,
+                    device: torch.device, bars_off: Optional[bool]) -> dict:
+    """One pass over the loader, stepping the schedule each batch; its mean loss and accuracy."""
+    model.train()
+    loader.sampler.set_epoch(epoch)
+    total_loss = correct = torch.zeros((), device=device)
+    count = 0
+    for images, labels in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=bars_off):
+        x, y = augment_batch(images, meta["mean"], meta["std"], device), labels.to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=meta["settings"]["label_smoothing"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss = total_loss + loss.detach() * len(y)
+        correct = correct + (logits.argmax(dim=1) == y).sum()
+        count += len(y)
+    return {"train_loss": (total_loss / count).item(), "train_acc": (correct / count).item()}
+
+
+def validate(model: nn.Module, data: TrainData, meta: dict, device: torch.device) -> dict:
+    """Loss, accuracy (and AUC for two classes) on the validation images."""
+    logits = predict_logits(bare_model(model), data.valid_images, meta["mean"], meta["std"],
+                            device)
+    metrics = classification_metrics(logits, data.valid_labels, data.classes)
+    names = {"loss": "valid_loss", "accuracy": "valid_acc", "auc": "valid_auc"}
+    return {column: metrics[name] for name, column in names.items() if name in metrics}
+
+
+def save_run_state(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, meta: dict,
+                   best: bool, writer: bool = True) -> None:
+    """Write best.pt (weights, when this epoch is the best), then last.pt (everything)."""
+    if not writer:
+        return
+    if best:
+        save_checkpoint(out / "best.pt", bare_model(model), meta)
+    save_checkpoint(out / "last.pt", bare_model(model), meta, optimizer, scheduler)
+
+
+def write_history(rows: list[dict], path: Path, writer: bool = True) -> None:
+    """Write the history, one row per epoch, as CSV (replacing the file at once)."""
+    if writer:
+        tmp = path.with_name(f".{path.name}.tmp")
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        tmp.replace(path)
+
+
+def epoch_line(row: dict, epochs: int, best: bool) -> str:
+    """The log line of one epoch: its metrics, the learning rate it started with, its time."""
+    names = ["train_loss", "train_acc", "valid_loss", "valid_acc", "valid_auc"]
+    values = "  ".join(f"{name} {row[name]:.4f}" for name in names if name in row)
+    mark = "  (best)" if best else ""
+    return f"epoch {row['epoch']:>3}/{epochs}  {values}  lr {row['lr']:.4f}  " \
+           f"{row['seconds']:.1f} s{mark}"
+
+
+def is_better(row: dict, meta: dict) -> bool:
+    """True if this epoch's validation accuracy beats the best so far (the earlier wins ties)."""
+    return meta["best_valid_acc"] is None or row["valid_acc"] > meta["best_valid_acc"]
+
+
+def fit(model: nn.Module, loader: DataLoader, data: TrainData, optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler, meta: dict, args: argparse.Namespace,
+        device: torch.device, writer: bool = True) -> None:
+    """Train from the epoch after meta['epoch'] to args.epochs, saving the run after each."""
+    bars_off = True if args.no_progress else None  # tqdm's disable=None: bars on terminals only
+    for epoch in range(meta["epoch"] + 1, args.epochs + 1):
+        start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+        row = {"epoch": epoch}
+        row |= train_one_epoch(model, loader, optimizer, scheduler, meta, epoch, device, bars_off)
+        row |= validate(model, data, meta, device)
+        row |= {"lr": lr, "seconds": time.perf_counter() - start}
+        best = is_better(row, meta)
+        meta["history"].append(row)
+        meta["epoch"] = epoch
+        if best:
+            meta["best_epoch"], meta["best_valid_acc"] = epoch, row["valid_acc"]
+        save_run_state(args.out, model, optimizer, scheduler, meta, best, writer)
+        write_history(meta["history"], args.out / "history.csv", writer)
+        say(epoch_line(row, args.epochs, best), writer)
+
+
+def apply_schedule(optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set each learning rate to the schedule's value at its step (a longer run's, on resume)."""
+    for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs,
+                                      scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(scheduler.last_epoch)
+
+
+def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, TrainData]:
+    """The run's settings, saved meta (empty for a new run) and data, all checked."""
+    saved = read_run(args.out / "last.pt") if args.resume else {}
+    settings = resumed_settings(args, saved) if args.resume else new_run_settings(args)
+    data = load_data(args.data, settings)
+    if args.resume:
+        check_resumed_data(args.out, saved, data)
+    return settings, saved, data
+
+
+def train(args: argparse.Namespace, writer: bool = True) -> int:
+    """Run (or resume) the training that `args` describes; return the exit code."""
+    device = pick_device(args.device)
+    settings, saved, data = prepare_run(args)
+    if saved and saved["epoch"] >= args.epochs:
+        say(f"{args.out} has already trained {saved['epoch']} epochs (--epochs {args.epochs}): "
+            "nothing to do.", writer)
+        return 0
+    seed_everything(settings["seed"])
+    model = wrap_model(build_model(settings, len(data.classes)), device)
+    optimizer = make_optimizer(model, settings)
+    loader = make_loader(data, settings["batch_size"], settings["seed"])
+    scheduler = warmup_cosine_schedule(optimizer, args.epochs * len(loader), settings["warmup"])
+    if saved:
+        meta = resume_checkpoint(args.out / "last.pt", bare_model(model), optimizer, scheduler)
+        apply_schedule(optimizer, scheduler)
+        say(f"resuming {args.out} after epoch {meta['epoch']}", writer)
+    else:
+        mean, std = channel_mean_std(data.fit_images)
+        meta = run_meta(settings, data, mean, std) | {"epoch": 0, "history": [],
+                                                      "best_epoch": None, "best_valid_acc": None}
+    say(f"{settings['model']} (width {settings['width']}, {len(data.classes)} classes, "
+        f"{count_parameters(model):,} parameters) on {len(data.fit_labels)} images, "
+        f"validated on {len(data.valid_labels)}; {args.epochs} epochs of {len(loader)} steps",
+        writer)
+    fit(model, loader, data, optimizer, scheduler, meta, args, device, writer)
+    say(f"best epoch {meta['best_epoch']}: valid_acc {meta['best_valid_acc']:.4f}; "
+        f"{args.out}/best.pt, last.pt and history.csv written", writer)
+    return 0
+
+
+def interrupted_message(out: Path) -> str:
+    """Where a run stopped by Ctrl-C can be continued from."""
+    last = out / "last.pt"
+    try:
+        epoch = read_checkpoint(last)["meta"]["epoch"]
+    except CheckpointError:
+        return "interrupted before the first epoch ended: no checkpoint was written."
+    return (f"interrupted: the last complete checkpoint is {last} (epoch {epoch}); continue "
+            "with --resume.")
+
+
+def interrupt_on_sigterm(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so that the run stops the same way."""
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Train from the command line: 0 when done, 2 for bad input, 130 when interrupted."""
+    args = parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm) if in_main_thread else None
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return train(args)
+    except (InputError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write in {args.out} ({error.strerror}); choose another --out.",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted_message(args.out), file=sys.stderr)
+        return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
