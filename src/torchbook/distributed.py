@@ -7,13 +7,14 @@ In a worker process that `torchrun` started:
   CPU), join the process group and return this worker's device. Outside torchrun it raises
   `NotLaunchedByTorchrun`, whose message says how to launch the script.
 - `is_distributed()`, `rank()`, `world_size()`, `is_main_process()`: who this process is (a
-  plain single process is rank 0 of 1, so the same code runs with and without torchrun).
+  plain single process is rank 0 of 1, so the same code runs with and without torchrun);
+  `process_device()`: its device in the group; `restarted_by_torchrun()`: True after a restart.
 - `distributed_sampler(dataset, shuffle, seed, drop_last)`: this rank's shard of a dataset; call
   its `set_epoch(epoch)` before every epoch.
 - `wrap_ddp(model, device)`: `SyncBatchNorm` where the device supports it (CUDA), then
   `DistributedDataParallel`; `unwrap(model)` gives the plain model back (no `module.` prefix).
-- `all_reduce_sum(values)`, `all_reduce_mean(value)`, `gather_objects(obj)`: metrics and
-  records across ranks.
+- `sum_over_ranks(tensor)`, `all_reduce_sum(values)`, `all_reduce_mean(value)`,
+  `gather_objects(obj)`: metrics and records across ranks.
 - `barrier()`, `cleanup()`: wait for every rank; leave the process group.
 
 Launching from Python (the chapter's cells and the tests), so that every process ends:
@@ -107,6 +108,11 @@ def attempt_store(rank: int, size: int) -> dist.Store:
     return dist.PrefixStore(f"attempt{attempt}/", store)
 
 
+def restarted_by_torchrun() -> bool:
+    """True in a worker that torchrun started again after a failure (--max-restarts)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
 def is_distributed() -> bool:
     """True in a process that has joined a process group."""
     return dist.is_available() and dist.is_initialized()
@@ -147,8 +153,8 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def reduce_device() -> torch.device:
-    """Where collective tensors must live: the current GPU for NCCL, the CPU for Gloo."""
+def process_device() -> torch.device:
+    """This process's device in the group: its GPU under NCCL, the CPU under Gloo."""
     if is_distributed() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -156,10 +162,19 @@ def reduce_device() -> torch.device:
 
 def all_reduce_sum(values: Sequence[float]) -> list[float]:
     """Each value summed over all ranks (unchanged in a single process)."""
-    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=reduce_device())
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=process_device())
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
+
+
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of the tensor summed over all ranks (the tensor itself in a single process)."""
+    if not is_distributed():
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
 
 
 def all_reduce_mean(value: float) -> float:
