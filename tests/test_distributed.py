@@ -17,6 +17,9 @@ import pytest
 import torch
 from torch import nn
 
+from torch.nn.parallel import DistributedDataParallel
+
+from torchbook import ddp_check
 from torchbook import distributed as ddp
 
 WORKER = ("-m", "torchbook.ddp_check")
@@ -120,39 +123,39 @@ def test_an_uneven_dataset_is_padded_with_one_repeated_image() -> None:
     assert len(set(shards[0]) & set(shards[1])) == 1
 
 
-def largest_difference(path_a: Path, path_b: Path) -> float:
-    """The largest absolute difference between two saved state_dicts' tensors."""
-    a, b = (torch.load(p, weights_only=True) for p in (path_a, path_b))
+def largest_difference(a: dict, b: dict) -> float:
+    """The largest absolute difference between two state_dicts' tensors."""
     assert a.keys() == b.keys()
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
 @pytest.fixture(scope="module")
-def one_process_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Weights after 6 steps of batch 16 in one process, without and with BatchNorm."""
-    folder = tmp_path_factory.mktemp("one")
-    paths = {}
-    for kind in ("plain", "bn"):
-        paths[kind] = folder / f"{kind}.pt"
-        code, output = run_worker(1, "steps", paths[kind], 16, 6, *(["bn"] if kind == "bn" else []))
+def steps_weights(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """Weights after 6 steps of batch 16 with 1 and with 2 processes (without and with BN)."""
+    folder, weights = tmp_path_factory.mktemp("steps"), []
+    for nproc in (1, 2):
+        code, output = run_worker(nproc, "steps", folder / f"{nproc}.pt", 16, 6)
         assert code == 0, output
-    return paths
+        weights.append(torch.load(folder / f"{nproc}.pt", weights_only=True))
+    return weights
 
 
-def test_two_processes_with_half_batches_match_one_process(one_process_weights: dict,
-                                                           tmp_path: Path) -> None:
-    code, output = run_worker(2, "steps", tmp_path / "two.pt", 16, 6)
-    assert code == 0, output
-    difference = largest_difference(one_process_weights["plain"], tmp_path / "two.pt")
-    assert difference < 1e-5
+def test_two_processes_with_half_batches_match_one_process(steps_weights: list[dict]) -> None:
+    one, two = steps_weights
+    assert largest_difference(one["plain"], two["plain"]) < 1e-5
 
 
-def test_without_sync_batchnorm_the_cpu_runs_differ(one_process_weights: dict,
-                                                    tmp_path: Path) -> None:
+def test_without_sync_batchnorm_the_cpu_runs_differ(steps_weights: list[dict]) -> None:
     """On the CPU each rank normalises its own half batch: the weights drift apart."""
-    code, output = run_worker(2, "steps", tmp_path / "two_bn.pt", 16, 6, "bn")
-    assert code == 0, output
-    assert largest_difference(one_process_weights["bn"], tmp_path / "two_bn.pt") > 1e-4
+    one, two = steps_weights
+    assert largest_difference(one["bn"], two["bn"]) > 1e-4
+
+
+def test_ddp_with_one_process_trains_as_plain_pytorch(steps_weights: list[dict]) -> None:
+    """Without a process group train_steps is plain training: the same weights as 1 DDP rank."""
+    plain = ddp_check.train_steps(16, 6, batchnorm=True)
+    assert not isinstance(plain, DistributedDataParallel) and not ddp.is_distributed()
+    assert largest_difference(plain.state_dict(), steps_weights[0]["bn"]) < 1e-6
 
 
 def test_a_worker_without_torchrun_exits_with_the_message(tmp_path: Path) -> None:

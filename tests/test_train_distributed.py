@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
 import torch
 
@@ -97,18 +96,6 @@ def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path: Path) -> None:
     assert "--batch-size 33 is the batch of one step over all 2 processes" in outputs[0]
 
 
-def worker_of_rank(launch: ddp.Launch, rank: str) -> psutil.Process | None:
-    """The training worker with RANK `rank` among the launch's processes, if it runs."""
-    for process in launch.workers():
-        try:
-            if ("torchbook.train" in process.cmdline()
-                    and process.environ().get("RANK") == rank):
-                return process
-        except psutil.NoSuchProcess:
-            continue
-    return None
-
-
 def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(
         tmp_path: Path) -> None:
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -121,7 +108,7 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(
             assert time.monotonic() < deadline and launch.processes[0].poll() is None
             launch.workers()
             time.sleep(0.02)
-        victim = worker_of_rank(launch, "1")
+        victim = launch.worker_with_rank(1)
         assert victim is not None
         victim.kill()
         codes, output = launch.wait(TIMEOUT), launch.outputs()[0]

@@ -2,13 +2,13 @@
 
     torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check whoami OUT.json
     torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check shards OUT.json IMAGES EPOCHS
-    torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check steps OUT.pt BATCH STEPS [bn]
+    torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check steps OUT.pt BATCH STEPS
     torchrun --standalone --nproc_per_node=N -m torchbook.ddp_check speed OUT.json BATCH STEPS
 
 `shards`: every rank records the dataset indices its DistributedSampler gives it, epoch by
-epoch; rank 0 writes them all. `steps`: DDP training of a small CNN (with BatchNorm if `bn`) on
-fixed random images for STEPS steps of global batch BATCH (BATCH / N per rank); rank 0 writes
-the weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK, WORLD_SIZE and an
+epoch; rank 0 writes them all. `steps`: DDP training of a small CNN, without and with
+BatchNorm, on fixed random images for STEPS steps of global batch BATCH (BATCH / N per rank);
+rank 0 writes both models' weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK, WORLD_SIZE and an
 all-reduced sum. `speed`: images per second of ResNet-20 training steps of global batch BATCH on
 random 32x32 images (after two warm-up steps), summed over the ranks.
 """
@@ -49,22 +49,30 @@ def small_cnn(batchnorm: bool) -> nn.Module:
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2))
 
 
-def steps(out: str, batch: int, count: int, batchnorm: bool) -> None:
-    """Train `count` steps of global batch `batch` on fixed data; rank 0 saves the weights."""
-    device = torch.device("cpu")
+def train_steps(batch: int, count: int, batchnorm: bool) -> nn.Module:
+    """Train `count` steps of global batch `batch` on fixed random data; the trained model."""
     torch.manual_seed(0)
     images, labels = torch.randn(batch * count, 3, 8, 8), torch.randint(0, 2, (batch * count,))
-    model = ddp.wrap_ddp(small_cnn(batchnorm), device)
+    model = small_cnn(batchnorm)
+    if ddp.is_distributed():
+        model = ddp.wrap_ddp(model, torch.device("cpu"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     dataset = TensorDataset(images, labels)
     loader = DataLoader(dataset, batch_size=batch // ddp.world_size(),
                         sampler=ddp.distributed_sampler(dataset, seed=0))
-    for x, y in loader:
+    for x, y in loader:  # each rank: its share of every batch
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
+        nn.functional.cross_entropy(model(x), y).backward()  # DDP averages the gradients
         optimizer.step()
+    return ddp.unwrap(model)
+
+
+def steps(out: str, batch: int, count: int) -> None:
+    """Train the small CNN without and with BatchNorm; rank 0 saves {kind: state_dict}."""
+    weights = {kind: train_steps(batch, count, kind == "bn").state_dict()
+               for kind in ("plain", "bn")}
     if ddp.is_main_process():
-        torch.save(ddp.unwrap(model).state_dict(), out)
+        torch.save(weights, out)
 
 
 def whoami(out: str) -> None:
@@ -77,12 +85,14 @@ def whoami(out: str) -> None:
             json.dump({"ranks": everyone, "sum": total}, file)
 
 
-def speed(out: str, batch: int, count: int) -> None:
-    """Time `count` ResNet-20 steps of global batch `batch`; rank 0 writes the images/s."""
+def images_per_second(batch: int, count: int) -> float:
+    """Images per second of `count` ResNet-20 steps of global batch `batch` (split over ranks)."""
     torch.manual_seed(0)
     local = batch // ddp.world_size()
     images, labels = torch.randn(local, 3, 32, 32), torch.randint(0, 2, (local,))
-    model = ddp.wrap_ddp(resnet(20, num_classes=2), torch.device("cpu"))
+    model = resnet(20, num_classes=2)
+    if ddp.is_distributed():
+        model = ddp.wrap_ddp(model, torch.device("cpu"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     for step in range(count + 2):
         if step == 2:  # the first steps warm up (memory, kernels): not timed
@@ -92,11 +102,16 @@ def speed(out: str, batch: int, count: int) -> None:
         nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
     ddp.barrier()
-    seconds = time.perf_counter() - start
+    return batch * count / (time.perf_counter() - start)
+
+
+def speed(out: str, batch: int, count: int) -> None:
+    """Time the ResNet-20 steps on every rank; rank 0 writes the images per second."""
+    value = images_per_second(batch, count)
     if ddp.is_main_process():
         with open(out, "w") as file:
             json.dump({"processes": ddp.world_size(), "threads": torch.get_num_threads(),
-                       "images_per_second": batch * count / seconds}, file)
+                       "images_per_second": value}, file)
 
 
 def main(argv: list[str]) -> None:
@@ -107,7 +122,7 @@ def main(argv: list[str]) -> None:
         if task == "shards":
             shards(out, int(rest[0]), int(rest[1]))
         elif task == "steps":
-            steps(out, int(rest[0]), int(rest[1]), rest[2:] == ["bn"])
+            steps(out, int(rest[0]), int(rest[1]))
         elif task == "speed":
             speed(out, int(rest[0]), int(rest[1]))
         else:

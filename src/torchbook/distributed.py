@@ -254,6 +254,16 @@ class Launch:
                 pass
         return [p for p in self.seen.values() if p.is_running()]
 
+    def worker_with_rank(self, rank: int) -> Optional[psutil.Process]:
+        """The live worker whose RANK (set by torchrun) is `rank`, or None."""
+        for process in self.workers():
+            try:
+                if process.environ().get("RANK") == str(rank):
+                    return process
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return None
+
     def wait(self, timeout: float) -> list[int]:
         """Wait for every launcher to exit; their exit codes. TimeoutError after `timeout` s."""
         deadline = time.monotonic() + timeout
