@@ -8,9 +8,9 @@
 `shards`: every rank records the dataset indices its DistributedSampler gives it, epoch by
 epoch; rank 0 writes them all. `steps`: DDP training of a small CNN, without and with
 BatchNorm, on fixed random images for STEPS steps of global batch BATCH (BATCH / N per rank);
-rank 0 writes both models' weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK, WORLD_SIZE and an
-all-reduced sum. `speed`: images per second of ResNet-20 training steps of global batch BATCH on
-random 32x32 images (after two warm-up steps), summed over the ranks.
+rank 0 writes both models' weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK,
+WORLD_SIZE and an all-reduced sum. `speed`: images per second of ResNet-20 training steps of
+global batch BATCH on random 32x32 images (after two warm-up steps), over all ranks.
 """
 from __future__ import annotations
 

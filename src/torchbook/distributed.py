@@ -214,7 +214,7 @@ def free_port() -> int:
 
 def torchrun_command(args: Sequence[str], nproc_per_node: int = 2,
                      launcher: Sequence[str] = ("--standalone",)) -> list[str]:
-    """`python -m torch.distributed.run` (torchrun) with this interpreter, launcher options, args."""
+    """torchrun (`python -m torch.distributed.run` of this Python): launcher options, then args."""
     return [sys.executable, "-m", "torch.distributed.run", *launcher,
             f"--nproc_per_node={nproc_per_node}", *map(str, args)]
 
