@@ -74,6 +74,12 @@ def test_clean_lines_drop_torchrun_logs_but_keep_asked_ones() -> None:
               "[default0]:E1201 22:39:55.813000 17088 torch/distributed/elastic/api.py:1002] "
               "failed (exitcode: -9) local_rank: 1\n")
     assert ddp.clean_lines(output) == ["rank 0 says hello"]
+    traceback = ("[rank0]: Traceback (most recent call last):\n"
+                 "[rank0]:   File \"train.py\", line 266, in train_one_epoch\n"
+                 "[rank0]: RuntimeError: [/src/gloo/pair.cc:545] Read error [127.0.0.1]:1192: "
+                 "Connection reset by peer. This is typically caused by a remote worker\n")
+    assert ddp.clean_lines(traceback) == [
+        "rank 0 failed: RuntimeError: Read error [127.0.0.1]:1192: Connection reset by peer"]
     assert ddp.clean_lines(output, keep_log=["exitcode"]) == [
         "rank 0 says hello", "torchrun: failed (exitcode: -9) local_rank: 1"]
 

@@ -10,12 +10,13 @@ epoch; rank 0 writes them all. `steps`: DDP training of a small CNN, without and
 BatchNorm, on fixed random images for STEPS steps of global batch BATCH (BATCH / N per rank);
 rank 0 writes both models' weights. `whoami`: rank 0 writes every rank's RANK, LOCAL_RANK,
 WORLD_SIZE and an all-reduced sum. `speed`: images per second of ResNet-20 training steps of
-global batch BATCH on random 32x32 images (after two warm-up steps), over all ranks.
+global batch BATCH on random 32x32 images (the median of STEPS steps), over all ranks.
 """
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -86,7 +87,11 @@ def whoami(out: str) -> None:
 
 
 def images_per_second(batch: int, count: int) -> float:
-    """Images per second of `count` ResNet-20 steps of global batch `batch` (split over ranks)."""
+    """Images per second of ResNet-20 steps of global batch `batch` (split over the ranks).
+
+    Two warm-up steps, then `count` timed ones; the median step time counts, so that a moment
+    when another program took the CPU does not.
+    """
     torch.manual_seed(0)
     local = batch // ddp.world_size()
     images, labels = torch.randn(local, 3, 32, 32), torch.randint(0, 2, (local,))
@@ -94,15 +99,15 @@ def images_per_second(batch: int, count: int) -> float:
     if ddp.is_distributed():
         model = ddp.wrap_ddp(model, torch.device("cpu"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    for step in range(count + 2):
-        if step == 2:  # the first steps warm up (memory, kernels): not timed
-            ddp.barrier()
-            start = time.perf_counter()
+    seconds = []
+    for _ in range(count + 2):
+        ddp.barrier()
+        start = time.perf_counter()
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(images), labels).backward()
+        nn.functional.cross_entropy(model(images), labels).backward()  # the all-reduce too
         optimizer.step()
-    ddp.barrier()
-    return batch * count / (time.perf_counter() - start)
+        seconds.append(time.perf_counter() - start)
+    return batch / statistics.median(seconds[2:])
 
 
 def speed(out: str, batch: int, count: int) -> None:

@@ -310,14 +310,29 @@ def run_launchers(commands: Sequence[Sequence[str]], timeout: float = 300,
 
 
 TORCHRUN_LOG = re.compile(r"^\s*(\[[^\]]*\]:?)?\s*[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ?")
+RANK_TRACEBACK = re.compile(r"^\[rank(\d+)\]: ?")  # how torch prefixes a worker's traceback
+EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b")
+
+
+def short_error(text: str) -> str:
+    """An exception line without source paths in brackets, cut after its first sentence."""
+    text = re.sub(r"\[/[^\]]*\] ?", "", text)
+    return text.split(". ")[0]
 
 
 def clean_lines(output: str, keep_log: Sequence[str] = ()) -> list[str]:
-    """The lines workers printed; torchrun's log lines only if they contain a `keep_log` phrase."""
+    """The lines workers printed; torchrun's log lines only if they contain a `keep_log` phrase.
+
+    A worker's traceback becomes one line: which rank failed, with which exception.
+    """
     lines = []
     for line in output.splitlines():
-        prefix = TORCHRUN_LOG.match(line)
-        if prefix is None:
+        prefix, rank_line = TORCHRUN_LOG.match(line), RANK_TRACEBACK.match(line)
+        if rank_line is not None:
+            text = line[rank_line.end():]
+            if EXCEPTION_LINE.match(text):
+                lines.append(f"rank {rank_line.group(1)} failed: {short_error(text)}")
+        elif prefix is None:
             if line.strip() and not set(line.strip()) <= {"*"}:
                 lines.append(line)
         elif any(phrase in line for phrase in keep_log):
