@@ -419,6 +419,93 @@ def test_ch05_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
     assert run_check("05_saving_and_loading", "ch05-ex1", env) == expected
 
 
+class UnaddedBlock(nn.Module):
+    """The chapter 7 bug: the shortcut is computed, never added."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out)
+
+
+class AddedBlock(UnaddedBlock):
+    """Correct, another way: the shortcut added with torch.add, F.relu replaced by clamp."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.bn1(self.conv1(x)).clamp(min=0)))
+        return torch.add(out, shortcut).clamp(min=0)
+
+
+class IdentityOnlyBlock(UnaddedBlock):
+    """Half right: adds x only when the shape is kept (the projection is never used)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return torch.relu(out + x) if self.downsample is None else out
+
+
+class BranchlessBlock(UnaddedBlock):
+    """Wrong: passes the chapter's check by returning relu(shortcut) alone, without the branch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x if self.downsample is None else self.downsample(x))
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(AddedBlock, [True, True]),
+                                                  (IdentityOnlyBlock, [False, False]),
+                                                  (BranchlessBlock, [True, False]),
+                                                  (None, [False, False])])
+def test_ch07_ex3_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Another correct fix passes; a half fix fails; a block without its branch loses the hidden
+    case; the bug alone (the chapter's TutorialBlock) passes nothing."""
+    env = {"TutorialBlock": UnaddedBlock, "check_block": object}
+    if answer is not None:
+        env["Fixed" + answer.__name__] = answer
+    assert run_check("07_resnet_from_scratch", "ch07-ex3", env) == expected
+
+
+class SlicedPad(nn.Module):
+    """Correct, another way: zeros concatenated after a strided slice."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.extra, self.stride = out_channels - in_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[..., ::self.stride, ::self.stride]
+        zeros = x.new_zeros(x.shape[0], self.extra, *x.shape[2:])
+        return torch.cat([x, zeros], dim=1)
+
+
+class PooledPad(SlicedPad):
+    """Half right: average-pools instead of subsampling (right shapes, other values)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = nn.functional.avg_pool2d(x, self.stride) if self.stride > 1 else x
+        return nn.functional.pad(pooled, (0, 0, 0, 0, 0, self.extra))
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(SlicedPad, [True, True]),
+                                                  (PooledPad, [True, False]),
+                                                  (nn.Identity, [False, False])])
+def test_ch07_ex1_checks_behaviour(answer: type, expected: list[bool]) -> None:
+    """Another correct shortcut passes; pooling loses the hidden case; no shortcut fails."""
+    env = {"PadShortcut": (lambda *args: nn.Identity()) if answer is nn.Identity else answer}
+    assert run_check("07_resnet_from_scratch", "ch07-ex1", env) == expected
+
+
 def epoch_orders(dataset, world_size: int, rank: int, epochs: int,
                  batch_size: int = 4) -> list[list[int]]:
     """The chapter's bug: the sampler's epoch is never set, so every epoch repeats epoch 0."""

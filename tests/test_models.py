@@ -177,3 +177,20 @@ def test_resnet_by_name_refuses_other_names(name: str, match: str) -> None:
     """Other architectures and ImageNet depths are refused with a message that says why."""
     with pytest.raises(ValueError, match=match):
         models.resnet_by_name(name)
+
+
+@pytest.mark.parametrize("depth", [8, 20, 32, 56, 110])
+@pytest.mark.parametrize("width, num_classes", [(16, 10), (4, 2), (10, 7)])
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_parameter_formula_matches_the_built_network(depth: int, width: int, num_classes: int,
+                                                     shortcut: bool) -> None:
+    """The closed formula counts exactly what count_parameters finds, plain nets included."""
+    built = models.resnet(depth, width, num_classes, shortcut)
+    assert models.resnet_parameter_count(depth, width, num_classes, shortcut) == \
+        count_parameters(built)
+
+
+@pytest.mark.parametrize("name", ["BasicBlock", "ResNet", "resnet", "resnet_parameter_count"])
+def test_chapter_7_teaches_the_package_code(name: str) -> None:
+    """The ResNet code chapter 7 teaches inline is the code torchbook.models ships."""
+    assert_taught_as_shipped("07_resnet_from_scratch", models, name)

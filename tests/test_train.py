@@ -59,7 +59,8 @@ def test_one_epoch_writes_checkpoints_and_history(one_epoch: Path) -> None:
     last = read_checkpoint(one_epoch / "last.pt")
     assert {"optimizer", "scheduler", "rng"} <= set(last)
     meta = last["meta"]
-    assert meta["model"] == "resnet8" and meta["width"] == 8 and meta["epoch"] == 1
+    assert meta["model"] == "resnet8" and meta["depth"] == 8 and meta["width"] == 8
+    assert meta["epoch"] == 1 and meta["args"]["epochs"] == 1 and meta["args"]["resume"] is False
     assert meta["classes"] == ["0_airplane", "1_automobile"]
     assert len(meta["mean"]) == len(meta["std"]) == 3 and all(0 < s < 1 for s in meta["std"])
     assert read_checkpoint(one_epoch / "best.pt")["meta"]["best_epoch"] == 1

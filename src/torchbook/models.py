@@ -13,7 +13,8 @@
 
 Chapter 7's CIFAR-style ResNet: `BasicBlock` (two 3x3 convolutions and a shortcut) and
 `resnet(depth, width, num_classes)`, the ResNet-20/32/56 family (depth = 6n + 2), and
-`resnet_by_name("resnet20", width, num_classes)` for the command-line scripts.
+`resnet_by_name("resnet20", width, num_classes)` for the command-line scripts, and
+`resnet_parameter_count(depth, width, num_classes, shortcut)`, its size by formula.
 """
 from __future__ import annotations
 
@@ -187,6 +188,14 @@ def resnet(depth: int = 20, width: int = 16, num_classes: int = 10,
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
     return ResNet((depth - 2) // 6, width, num_classes, shortcut)
+
+
+def resnet_parameter_count(depth: int, width: int = 16, num_classes: int = 10,
+                           shortcut: bool = True) -> int:
+    """The parameters of resnet(depth, width, num_classes, shortcut), by the closed formula."""
+    n, w = (depth - 2) // 6, width
+    projections = 10 * w * w + 12 * w if shortcut else 0  # the two 1x1 conv-BN shortcuts
+    return (378 * n - 90) * w * w + (28 * n + 29) * w + projections + (4 * w + 1) * num_classes
 
 
 def resnet_by_name(name: str, width: int = 16, num_classes: int = 10) -> ResNet:

@@ -182,10 +182,17 @@ def load_data(root: Path, settings: dict) -> TrainData:
 def run_meta(settings: dict, data: TrainData, mean: Sequence[float],
              std: Sequence[float]) -> dict:
     """What every checkpoint of the run carries, so that evaluate needs nothing else."""
-    return {"model": settings["model"], "width": settings["width"], "classes": data.classes,
-            "mean": list(mean), "std": list(std), "settings": settings,
+    depth = int(settings["model"].strip().lower().removeprefix("resnet"))
+    return {"model": settings["model"], "depth": depth, "width": settings["width"],
+            "classes": data.classes, "mean": list(mean), "std": list(std), "settings": settings,
             "config": {"model": settings["model"], "width": settings["width"],
                        "num_classes": len(data.classes)}}
+
+
+def plain_args(args: argparse.Namespace) -> dict:
+    """The parsed command line as plain data (paths as strings), for the checkpoint's meta."""
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items()}
 
 
 def check_resumed_data(out: Path, meta: dict, data: TrainData) -> None:
@@ -377,6 +384,7 @@ def train(args: argparse.Namespace, writer: bool = True) -> int:
         mean, std = channel_mean_std(data.fit_images)
         meta = run_meta(settings, data, mean, std) | {"epoch": 0, "history": [],
                                                       "best_epoch": None, "best_valid_acc": None}
+    meta["args"] = plain_args(args)  # the command line that wrote the checkpoints
     say(f"{settings['model']} (width {settings['width']}, {len(data.classes)} classes, "
         f"{count_parameters(model):,} parameters) on {len(data.fit_labels)} images, "
         f"validated on {len(data.valid_labels)}; {args.epochs} epochs of {len(loader)} steps",
