@@ -88,12 +88,14 @@ def test_a_rank_other_than_0_writes_and_prints_nothing(tmp_path: Path, monkeypat
     assert list(out.iterdir()) == [] and capsys.readouterr().out == ""
 
 
-def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path: Path) -> None:
-    codes, outputs = ddp.run_launchers(
-        [ddp.torchrun_command(train_args(tmp_path / "run", 1, batch_size=33), 2)], TIMEOUT,
-        env=ddp.worker_environment())
-    assert codes[0] != 0
-    assert "--batch-size 33 is the batch of one step over all 2 processes" in outputs[0]
+def test_a_batch_that_does_not_split_evenly_is_refused(tmp_path: Path, monkeypatch,
+                                                       capsys) -> None:
+    """--batch-size is the batch of a step over all processes: 33 cannot be split over 2."""
+    monkeypatch.setattr(train, "world_size", lambda: 2)
+    args = train_args(tmp_path / "run", 1, batch_size=33)[3:]  # without -m ... --distributed
+    assert train.main(args) == 2
+    error = capsys.readouterr().err
+    assert "--batch-size 33 is the batch of one step over all 2 processes" in error
 
 
 def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(
