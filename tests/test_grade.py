@@ -504,3 +504,95 @@ def test_ch07_ex1_checks_behaviour(answer: type, expected: list[bool]) -> None:
     """Another correct shortcut passes; pooling loses the hidden case; no shortcut fails."""
     env = {"PadShortcut": (lambda *args: nn.Identity()) if answer is nn.Identity else answer}
     assert run_check("07_resnet_from_scratch", "ch07-ex1", env) == expected
+
+
+def epoch_orders(dataset, world_size: int, rank: int, epochs: int,
+                 batch_size: int = 4) -> list[list[int]]:
+    """The chapter's bug: the sampler's epoch is never set, so every epoch repeats epoch 0."""
+    sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world_size, rank=rank,
+                                                  seed=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+    return [[i for (batch,) in loader for i in batch.tolist()] for _ in range(epochs)]
+
+
+def reseeded_epoch_orders(dataset, world_size: int, rank: int, epochs: int,
+                          batch_size: int = 4) -> list[list[int]]:
+    """Correct, another way: a new sampler per epoch, seeded with the epoch."""
+    orders = []
+    for epoch in range(epochs):
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world_size,
+                                                      rank=rank, seed=epoch)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+        orders.append([i for (batch,) in loader for i in batch.tolist()])
+    return orders
+
+
+def rank_seeded_epoch_orders(dataset, world_size: int, rank: int, epochs: int,
+                             batch_size: int = 4) -> list[list[int]]:
+    """Wrong: a reshuffle seeded by rank and epoch, so the ranks' shares overlap."""
+    orders = []
+    for epoch in range(epochs):
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=world_size,
+                                                      rank=rank, seed=rank)
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    return orders
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(reseeded_epoch_orders, [True, True]),
+                                                  (rank_seeded_epoch_orders, [False, False]),
+                                                  (None, [False, False])])
+def test_ch11_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Another correct fix passes; shares that overlap across ranks and the bug fail."""
+    env = {"epoch_orders": epoch_orders}
+    if answer is not None:
+        env[answer.__name__] = answer
+    assert run_check("11_distributed_training", "ch11-ex1", env) == expected
+
+
+def strip_and_load(path: Path, model: nn.Module) -> nn.Module:
+    """Correct: strip the prefix by hand and load strictly."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict({k[len("module."):] if k.startswith("module.") else k: v
+                           for k, v in state.items()})
+    return model
+
+
+def lenient_load(path: Path, model: nn.Module) -> nn.Module:
+    """Half right: loads both kinds, but strict=False accepts any file."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict({k.replace("module.", ""): v for k, v in state.items()}, strict=False)
+    return model
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(strip_and_load, [True, True]),
+                                                  (lenient_load, [True, False])])
+def test_ch11_ex2_checks_behaviour(answer, expected: list[bool]) -> None:
+    """A strict loader passes; strict=False loses the hidden case."""
+    assert run_check("11_distributed_training", "ch11-ex2", {answer.__name__: answer}) == expected
+
+
+def strided_shard(n: int, world_size: int, rank: int) -> list[int]:
+    """Correct: every world_size-th index from rank."""
+    return list(range(rank, n, world_size))
+
+
+def block_shard(n: int, world_size: int, rank: int) -> range:
+    """Correct, another way: contiguous blocks whose sizes differ by at most one."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+def ceil_block_shard(n: int, world_size: int, rank: int) -> range:
+    """Wrong: blocks of ceil(n / world_size) leave the last rank short (1,001 over 4: 248)."""
+    size = -(-n // world_size)
+    return range(min(n, rank * size), min(n, (rank + 1) * size))
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(strided_shard, [True, True]),
+                                                  (block_shard, [True, True]),
+                                                  (ceil_block_shard, [False, False])])
+def test_ch11_ex3_checks_behaviour(answer, expected: list[bool]) -> None:
+    """Balanced shards pass, strided or in blocks; unbalanced blocks fail."""
+    assert run_check("11_distributed_training", "ch11-ex3", {answer.__name__: answer}) == expected

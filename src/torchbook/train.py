@@ -21,6 +21,14 @@ is and exits with 130.
 Written to be extended to several processes (DistributedDataParallel): the sampler is made in
 `make_sampler`, the model wrapped in `wrap_model`, and every write (`say`, `save_run_state`,
 `write_history`) takes a `writer` flag, so that one process alone writes.
+
+`--distributed` (chapter 11) trains on every process that torchrun started:
+
+    torchrun --standalone --nproc_per_node=2 -m torchbook.train --distributed --data ... --out ...
+
+each process takes its share of every batch (`--batch-size` stays the batch of one step over all
+processes), DDP averages the gradients, and rank 0 alone writes and prints. When torchrun restarts
+the workers after a failure (`--max-restarts`), they continue from `last.pt`.
 """
 from __future__ import annotations
 
@@ -44,6 +52,9 @@ from torchbook.checkpoints import (CheckpointError, read_checkpoint, resume_chec
                                    save_checkpoint)
 from torchbook.datasets import channel_mean_std, normalize_images, random_flip_crop
 from torchbook.device import CHOICES
+from torchbook.distributed import (NotLaunchedByTorchrun, cleanup, init_from_torchrun,
+                                   is_distributed, is_main_process, process_device, rank,
+                                   restarted_by_torchrun, sum_over_ranks, world_size, wrap_ddp)
 from torchbook.evaluate import (InputError, check_run_checkpoint, classification_metrics,
                                 load_folder, pick_device, predict_logits)
 from torchbook.models import count_parameters, resnet_by_name
@@ -92,6 +103,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     add("--seed", type=int, help="seeds the split, the weights and the batches (default 0)")
     add("--resume", action="store_true", help="continue the run saved in --out")
     add("--device", choices=CHOICES, help="where to train (default: $BOOK_DEVICE, else auto)")
+    add("--distributed", action="store_true",
+        help="train on every process torchrun started (DDP; launch with torchrun)")
     add("--no-progress", action="store_true",
         help="no progress bars (they are shown only when stderr is a terminal anyway)")
     return parser.parse_args(argv)
@@ -194,17 +207,24 @@ def check_resumed_data(out: Path, meta: dict, data: TrainData) -> None:
 def make_sampler(dataset: TensorDataset, seed: int) -> Sampler:
     """The order of the training images: reshuffled each epoch from seed + epoch (set_epoch).
 
-    One process reads all of them; under DistributedDataParallel each process would read its
-    own share (num_replicas, rank).
+    One process reads all of them; under DistributedDataParallel each process reads its own
+    share (num_replicas, rank).
     """
-    return DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    return DistributedSampler(dataset, num_replicas=world_size(), rank=rank(), shuffle=True,
+                              seed=seed)
 
 
 def make_loader(data: TrainData, batch_size: int, seed: int) -> DataLoader:
-    """Batches of uint8 fit images and labels in the sampler's order (a short last one dropped)."""
+    """Batches of uint8 fit images and labels in the sampler's order (a short last one dropped).
+
+    `batch_size` is the batch of one step over all processes: each takes its share of it.
+    """
+    if batch_size % world_size():
+        raise InputError(f"--batch-size {batch_size} is the batch of one step over all "
+                         f"{world_size()} processes: give a multiple of {world_size()}.")
     dataset = TensorDataset(data.fit_images, data.fit_labels)
-    return DataLoader(dataset, batch_size=batch_size, sampler=make_sampler(dataset, seed),
-                      drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size // world_size(),
+                      sampler=make_sampler(dataset, seed), drop_last=True)
 
 
 def build_model(settings: dict, num_classes: int) -> nn.Module:
@@ -213,8 +233,9 @@ def build_model(settings: dict, num_classes: int) -> nn.Module:
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model as training calls it: on the device (a DDP wrapper would go here)."""
-    return model.to(device)
+    """The model as training calls it: on the device, in a DDP wrapper under --distributed."""
+    model = model.to(device)
+    return wrap_ddp(model, device) if is_distributed() else model
 
 
 def bare_model(model: nn.Module) -> nn.Module:
@@ -257,6 +278,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         total_loss = total_loss + loss.detach() * len(y)
         correct = correct + (logits.argmax(dim=1) == y).sum()
         count += len(y)
+    if is_distributed():  # the images of every process count
+        total_loss, correct = sum_over_ranks(total_loss), sum_over_ranks(correct)
+        count = int(sum_over_ranks(torch.tensor(count, device=device)))
     return {"train_loss": (total_loss / count).item(), "train_acc": (correct / count).item()}
 
 
@@ -343,7 +367,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, TrainData]:
 
 def train(args: argparse.Namespace, writer: bool = True) -> int:
     """Run (or resume) the training that `args` describes; return the exit code."""
-    device = pick_device(args.device)
+    device = process_device() if is_distributed() else pick_device(args.device)
     settings, saved, data = prepare_run(args)
     if saved and saved["epoch"] >= args.epochs:
         say(f"{args.out} has already trained {saved['epoch']} epochs (--epochs {args.epochs}): "
@@ -373,6 +397,17 @@ def train(args: argparse.Namespace, writer: bool = True) -> int:
     return 0
 
 
+def train_distributed(args: argparse.Namespace) -> int:
+    """train() on every process torchrun started: rank 0 alone writes; a restart resumes."""
+    init_from_torchrun(args.device)
+    try:
+        if restarted_by_torchrun() and (args.out / "last.pt").exists():
+            args.resume = True  # torchrun restarted the workers: continue the run
+        return train(args, writer=is_main_process())
+    finally:
+        cleanup()
+
+
 def interrupted_message(out: Path) -> str:
     """Where a run stopped by Ctrl-C can be continued from."""
     last = out / "last.pt"
@@ -396,8 +431,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, interrupt_on_sigterm) if in_main_thread else None
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        return train(args)
-    except (InputError, CheckpointError) as error:
+        return train_distributed(args) if args.distributed else train(args)
+    except (InputError, CheckpointError, NotLaunchedByTorchrun) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
