@@ -449,7 +449,7 @@ def line_for_the_check_only(x: torch.Tensor, y: torch.Tensor) -> tuple[float, fl
                                                   (line_for_the_check_only, [True, False]),
                                                   (None, [False, False])])
 def test_ch09_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
-    """A fix without an optimizer passes; a hard-coded line loses the hidden case; the bug fails."""
+    """A fix with no optimizer passes; a hard-coded line loses the hidden case; the bug fails."""
     env = {"fit_line": line_without_zero_grad}
     if answer is not None:
         env["fixed_" + answer.__name__] = answer
@@ -473,5 +473,5 @@ def valley_losses(momentum: float, lr: float = 0.1) -> list[float]:
     ({m: valley_losses(m)[1:] for m in (0, 0.5, 0.9, 0.99)}, [False, False]),
     ({m: valley_losses(m) for m in (0, 0.5, 0.9)}, [False, False])])
 def test_ch09_ex3_checks_the_losses(answer: dict, expected: list[bool]) -> None:
-    """SGD's losses (in float64, by hand) pass; another lr, 60 losses or a momentum missing fail."""
+    """SGD's losses (float64, by hand) pass; another lr, 60 losses or a momentum missing fail."""
     assert run_check("09_how_learning_works", "ch09-ex3", {"momentum_losses": answer}) == expected

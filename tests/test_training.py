@@ -337,14 +337,15 @@ def test_lr_range_test_raises_the_lr_geometrically_and_leaves_the_model_alone() 
     assert len(table) == 20 and table["step"].tolist() == list(range(20))  # 8 batches, 2.5 epochs
     ratios = table["lr"].iloc[1:].to_numpy() / table["lr"].iloc[:-1].to_numpy()
     assert np.allclose(ratios, 1000 ** (1 / 19))
-    assert table["lr"].iloc[0] == pytest.approx(1e-4) and table["lr"].iloc[-1] == pytest.approx(0.1)
+    assert table["lr"].iloc[0] == pytest.approx(1e-4)
+    assert table["lr"].iloc[-1] == pytest.approx(0.1)
     assert table["smoothed_loss"].iloc[0] == pytest.approx(table["loss"].iloc[0])  # bias corrected
     assert table["loss"].iloc[-5:].mean() < table["loss"].iloc[:5].mean()  # it did learn
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
 def test_lr_range_test_stops_when_the_loss_blows_up() -> None:
-    """Rates up to 1e4 make SGD diverge: the test ends early, at a loss above stop_factor x best."""
+    """Rates up to 1e4 make SGD diverge: the test ends early, once the loss is 4x its best."""
     table = training.lr_range_test(toy_model(), toy_loader(), nn.BCEWithLogitsLoss(), CPU, sgd,
                                    start_lr=1e-3, end_lr=1e4, steps=200)
     assert len(table) < 200

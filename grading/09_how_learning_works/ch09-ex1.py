@@ -9,7 +9,7 @@ CHAPTER = {"check_fit_line"}
 
 
 def least_squares_error(function, x, y):
-    """Largest distance between function(x, y)'s (a, b) and the least-squares line (inf: failed)."""
+    """Largest distance of function(x, y)'s (a, b) from the least-squares line (inf: failed)."""
     import torch
     try:
         a, b = (float(v) for v in function(x, y))

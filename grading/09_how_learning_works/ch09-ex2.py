@@ -5,7 +5,6 @@ OK_FORMAT = False
 name = "ch09-ex2"
 manual = ("the plot of the four runs (titled, labelled, legends) and which remedy closed most of "
           "the gap between training and validation loss, read from the answer's own output")
-manual_points = 1
 COLUMNS = {"epoch", "train_loss", "valid_loss"}
 
 
@@ -16,8 +15,10 @@ def history(env, key):
     table = env.get(key)
     assert isinstance(table, pd.DataFrame), f"{key} must be the history (a DataFrame) of the run"
     assert COLUMNS <= set(table.columns), f"{key} needs the Trainer's columns {sorted(COLUMNS)}"
-    assert len(table) == env["big_epochs"], f"{key} must have big_epochs = {env['big_epochs']} rows"
-    assert all(math.isfinite(v) for v in table["train_loss"].tolist() + table["valid_loss"].tolist())
+    epochs = env["big_epochs"]
+    assert len(table) == epochs, f"{key} must have big_epochs = {epochs} rows"
+    losses = table["train_loss"].tolist() + table["valid_loss"].tolist()
+    assert all(math.isfinite(v) for v in losses), f"{key} has losses that are not finite"
     return table
 
 

@@ -50,5 +50,5 @@ def test_the_losses_are_sgds(env):
     import math
     for momentum, values in answer(env).items():
         expected = reference(momentum)
-        assert all(math.isclose(v, e, rel_tol=1e-4, abs_tol=1e-9) for v, e in zip(values, expected)), \
-            f"the losses for momentum {momentum} are not SGD's at lr 0.1 from START"
+        close = [math.isclose(v, e, rel_tol=1e-4, abs_tol=1e-9) for v, e in zip(values, expected)]
+        assert all(close), f"the losses for momentum {momentum} are not SGD's at lr 0.1 from START"
