@@ -596,3 +596,61 @@ def ceil_block_shard(n: int, world_size: int, rank: int) -> range:
 def test_ch11_ex3_checks_behaviour(answer, expected: list[bool]) -> None:
     """Balanced shards pass, strided or in blocks; unbalanced blocks fail."""
     assert run_check("11_distributed_training", "ch11-ex3", {answer.__name__: answer}) == expected
+
+
+def line_without_zero_grad(x: torch.Tensor, y: torch.Tensor, steps: int = 200,
+                           lr: float = 0.1) -> torch.Tensor:
+    """Chapter 9's bug: gradients pile up, since the loop never clears them."""
+    params = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.SGD([params], lr=lr)
+    for _ in range(steps):
+        ((params[0] * x + params[1] - y) ** 2).mean().backward()
+        optimizer.step()
+    return params.detach()
+
+
+def line_by_hand(x: torch.Tensor, y: torch.Tensor, steps: int = 200,
+                 lr: float = 0.1) -> tuple[float, float]:
+    """Correct, another way: gradient descent with the gradient written out, no optimizer."""
+    a = b = 0.0
+    for _ in range(steps):
+        error = a * x + b - y
+        a, b = a - lr * 2 * (error * x).mean().item(), b - lr * 2 * error.mean().item()
+    return a, b
+
+
+def line_for_the_check_only(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Wrong: the least-squares line of the chapter's check, whatever the points."""
+    return 1.9657, -1.0011
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(line_by_hand, [True, True]),
+                                                  (line_for_the_check_only, [True, False]),
+                                                  (None, [False, False])])
+def test_ch09_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """A fix with no optimizer passes; a hard-coded line loses the hidden case; the bug fails."""
+    env = {"fit_line": line_without_zero_grad}
+    if answer is not None:
+        env["fixed_" + answer.__name__] = answer
+    assert run_check("09_how_learning_works", "ch09-ex1", env) == expected
+
+
+def valley_losses(momentum: float, lr: float = 0.1) -> list[float]:
+    """The 61 losses of SGD on chapter 9's valley, from its start, computed another way."""
+    w = torch.tensor([-9.0, 2.0], dtype=torch.float64)
+    velocity, losses = torch.zeros(2, dtype=torch.float64), []
+    for _ in range(60):
+        losses.append(float(w[0] ** 2 / 50 + w[1] ** 2))
+        velocity = momentum * velocity + torch.stack([w[0] / 25, 2 * w[1]])
+        w = w - lr * velocity
+    return losses + [float(w[0] ** 2 / 50 + w[1] ** 2)]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ({m: valley_losses(m) for m in (0, 0.5, 0.9, 0.99)}, [True, True]),
+    ({m: valley_losses(m, lr=0.2) for m in (0, 0.5, 0.9, 0.99)}, [True, False]),
+    ({m: valley_losses(m)[1:] for m in (0, 0.5, 0.9, 0.99)}, [False, False]),
+    ({m: valley_losses(m) for m in (0, 0.5, 0.9)}, [False, False])])
+def test_ch09_ex3_checks_the_losses(answer: dict, expected: list[bool]) -> None:
+    """SGD's losses (float64, by hand) pass; another lr, 60 losses or a momentum missing fail."""
+    assert run_check("09_how_learning_works", "ch09-ex3", {"momentum_losses": answer}) == expected

@@ -5,6 +5,7 @@ import math
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -305,3 +306,62 @@ def test_checkpoint_callback_resume_needs_its_files() -> None:
     trainer, _, _ = small_recipe_trainer()
     with pytest.raises(ValueError, match="last_path"):
         CheckpointCallback().resume(trainer)
+
+
+# --- chapter 9: the learning-rate range test ---------------------------------------------------
+
+def sgd(params) -> torch.optim.Optimizer:
+    """The optimizer the range tests below use (its lr is overwritten at every step)."""
+    return torch.optim.SGD(params, lr=1.0, momentum=0.9)
+
+
+def test_endless_batches_goes_on_past_the_loader_and_reshuffles() -> None:
+    """Epoch after epoch of the loader's batches, in the loader's (new) order each time."""
+    loader = toy_loader(n=64, batch_size=32)
+    batches = training.endless_batches(loader)
+    first = [next(batches)[0] for _ in range(2)]
+    second = [next(batches)[0] for _ in range(2)]
+    assert torch.equal(torch.cat(first).sort(dim=0).values, torch.cat(second).sort(dim=0).values)
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))  # shuffled again
+    with pytest.raises(ValueError, match="no batch"):
+        next(training.endless_batches([]))
+
+
+def test_lr_range_test_raises_the_lr_geometrically_and_leaves_the_model_alone() -> None:
+    """lr from start to end by a constant factor, finite losses, the model's weights unchanged."""
+    model = toy_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    table = training.lr_range_test(model, toy_loader(), nn.BCEWithLogitsLoss(), CPU, sgd,
+                                   start_lr=1e-4, end_lr=1e-1, steps=20, stop_factor=1e9)
+    assert list(table.columns) == ["step", "lr", "loss", "smoothed_loss"]
+    assert len(table) == 20 and table["step"].tolist() == list(range(20))  # 8 batches, 2.5 epochs
+    ratios = table["lr"].iloc[1:].to_numpy() / table["lr"].iloc[:-1].to_numpy()
+    assert np.allclose(ratios, 1000 ** (1 / 19))
+    assert table["lr"].iloc[0] == pytest.approx(1e-4)
+    assert table["lr"].iloc[-1] == pytest.approx(0.1)
+    assert table["smoothed_loss"].iloc[0] == pytest.approx(table["loss"].iloc[0])  # bias corrected
+    assert table["loss"].iloc[-5:].mean() < table["loss"].iloc[:5].mean()  # it did learn
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_lr_range_test_stops_when_the_loss_blows_up() -> None:
+    """Rates up to 1e4 make SGD diverge: the test ends early, once the loss is 4x its best."""
+    table = training.lr_range_test(toy_model(), toy_loader(), nn.BCEWithLogitsLoss(), CPU, sgd,
+                                   start_lr=1e-3, end_lr=1e4, steps=200)
+    assert len(table) < 200
+    smoothed, best_so_far = table["smoothed_loss"], table["smoothed_loss"].cummin()
+    assert not math.isfinite(smoothed.iloc[-1]) or smoothed.iloc[-1] > 4 * best_so_far.iloc[-1]
+    assert (smoothed.iloc[:-1] <= 4 * best_so_far.iloc[:-1]).all()  # not a step earlier
+
+
+def test_lr_range_test_says_what_is_wrong_with_its_range() -> None:
+    for start, end, steps in [(0.1, 0.01, 10), (0.0, 1.0, 10), (1e-3, 1.0, 1)]:
+        with pytest.raises(ValueError, match="start_lr < end_lr"):
+            training.lr_range_test(toy_model(), toy_loader(), nn.BCEWithLogitsLoss(), CPU, sgd,
+                                   start_lr=start, end_lr=end, steps=steps)
+
+
+@pytest.mark.parametrize("name", ["endless_batches", "lr_range_test"])
+def test_chapter_9_teaches_the_package_code(name: str) -> None:
+    """The range test chapter 9 teaches inline is the one torchbook.training ships."""
+    assert_taught_as_shipped("09_how_learning_works", training, name)

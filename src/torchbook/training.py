@@ -8,6 +8,7 @@
   `LambdaLR`, which behaves alike on every supported torch; `Trainer.fit` refuses to run past its end).
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
   used by later chapters; `CheckpointCallback(last_path=...)` makes a run resumable (ch. 5).
+- `lr_range_test` (chapter 9): the loss while the learning rate grows step by step, to pick one.
 
 A loader is any iterable of (x, y) batches. For the book's one-logit models, y holds 0/1 floats of
 shape [B, 1], as chapter 1's `to_float_target` makes them. The loops never call `.item()` per step:
@@ -15,11 +16,12 @@ losses and logits stay tensors until the epoch ends.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -300,3 +302,44 @@ class Trainer:
     def predict(self, loader: Iterable) -> torch.Tensor:
         """The model's logits for every batch of the loader, on the CPU."""
         return predict_logits(self.model, loader, self.device)[0]
+
+
+def endless_batches(loader: Iterable) -> Iterator:
+    """The loader's batches, epoch after epoch (reshuffled as the loader does), without end."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the loader gave no batch: it needs at least one")
+
+
+def lr_range_test(model: nn.Module, loader: Iterable, loss_fn: LossFn, device: torch.device,
+                  make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+                  start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 100,
+                  smoothing: float = 0.05, stop_factor: float = 4.0) -> pd.DataFrame:
+    """Train a copy of `model` with a learning rate rising from start_lr to end_lr; its losses.
+
+    The rate grows by the same factor every step. One row per step: step, lr, loss and the
+    smoothed loss (an exponential moving average); the test stops early once the smoothed loss
+    is above stop_factor times its lowest value, or not finite. The model itself is unchanged.
+    """
+    if not 0 < start_lr < end_lr or steps < 2:
+        raise ValueError(f"need 0 < start_lr < end_lr and steps >= 2, got start_lr={start_lr}, "
+                         f"end_lr={end_lr}, steps={steps}")
+    model = copy.deepcopy(model).to(device).train()
+    optimizer = make_optimizer(model.parameters())
+    batches, rows, average, best = endless_batches(loader), [], 0.0, math.inf
+    for step in range(steps):
+        lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = train_step(model, next(batches), loss_fn, optimizer, device)[0].item()
+        average = smoothing * loss + (1 - smoothing) * average
+        smoothed = average / (1 - (1 - smoothing) ** (step + 1))  # corrects the start at 0
+        rows.append({"step": step, "lr": lr, "loss": loss, "smoothed_loss": smoothed})
+        best = min(best, smoothed)
+        if not math.isfinite(smoothed) or smoothed > stop_factor * best:
+            break
+    return pd.DataFrame(rows)
