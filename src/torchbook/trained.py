@@ -316,7 +316,8 @@ def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.de
     torch.set_num_threads(config.threads or threads)
     rows, best_state, best_epoch = [], None, 0
     try:
-        for epoch in tqdm(range(1, config.epochs + 1), desc="epochs", disable=not progress):
+        bar = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+        for epoch in bar:
             start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
             row = {"epoch": epoch, **train_cifar10_epoch(model, data.fit, optimizer, scheduler,
                                                          config, device, bf16)}
@@ -325,6 +326,7 @@ def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.de
             row.update(valid_loss=valid["loss"], valid_acc=valid["accuracy"], lr=lr,
                        seconds=time.perf_counter() - start)
             rows.append(row)
+            bar.set_postfix(valid_acc=f"{row['valid_acc']:.3f}")
             if best_state is None or row["valid_acc"] > rows[best_epoch - 1]["valid_acc"]:
                 best_epoch = epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
