@@ -12,6 +12,7 @@ the data decoding included, `train_cpu_seconds` the CPU time it used (all thread
 shared with other work, wall time grows with the load while CPU time changes much less. Usage (from the repository root; `make bench` runs the first line):
 
     python benchmarks/cifar10_race.py --json benchmarks/results/cifar10_race.json
+    python benchmarks/cifar10_race.py --save-model data/models/cifar10_resnet.pt  # chapter 8's
     python benchmarks/cifar10_race.py --data data/sample/cifar10 --seed-epochs 1 --book-epochs 1 \\
         --json /tmp/race10.json                            # a quick check on the sample
 """
@@ -40,8 +41,10 @@ from torchvision import datasets, transforms
 from torchbook.device import describe_device, get_device
 from torchbook.models import SimpleCNN, count_parameters
 from torchbook.settings import seed_everything
-from torchbook.trained import (Cifar10Config, bf16_autocast_enabled, cifar10_data,
-                               cifar10_metrics, fit_cifar10_model, predict_cifar10_proba)
+from torchbook.checkpoints import save_checkpoint
+from torchbook.trained import (Cifar10Config, bf16_autocast_enabled, cifar10_checkpoint_meta,
+                               cifar10_data, cifar10_metrics, fit_cifar10_model,
+                               predict_cifar10_proba)
 
 from cifar2_race import peak_rss_mb, ratio
 from common import REPO, cpu_model, display_path, write_json_atomically
@@ -112,16 +115,23 @@ def race_seed(data: Path, epochs: int, device: torch.device) -> dict:
             "train_images": seen // epochs if epochs else 0}
 
 
-def race_book(data: Path, config: Cifar10Config, device: torch.device) -> dict:
-    """Run chapter 8's recipe (decoding included in the time) and return its JSON entry."""
+def race_book(data: Path, config: Cifar10Config, device: torch.device,
+              save_model: Path | None = None, progress: bool = False) -> dict:
+    """Run chapter 8's recipe (decoding included in the time) and return its JSON entry.
+
+    With `save_model`, also save the model as `load_or_train_cifar10_model` would have trained it.
+    """
     start, cpu = time.perf_counter(), cpu_seconds()
     split = cifar10_data(data)
-    model, history, best_epoch = fit_cifar10_model(split, config, device)
+    model, history, best_epoch = fit_cifar10_model(split, config, device, progress)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     bf16 = bf16_autocast_enabled(config, device)
     proba = predict_cifar10_proba(model, split.test.images, device, tta=True, bf16=bf16)
     test = cifar10_metrics(proba, split.test.labels)
     seen = len(split.fit.labels) // config.batch_size * config.batch_size * config.epochs
+    if save_model is not None:
+        save_checkpoint(save_model, model, cifar10_checkpoint_meta(
+            model, split, config, history, best_epoch, device, seconds))
     return {"description": f"book recipe: ResNet-{config.depth} width {config.width}, decode "
                            "once, tensor flip+crop, channels-last, warmup_cosine SGD, label "
                            "smoothing, best validation epoch, flip TTA"
@@ -172,6 +182,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="epochs of the SimpleCNN baseline (default 5)")
     parser.add_argument("--book-epochs", type=int, default=None,
                         help=f"epochs of the book recipe (default {Cifar10Config().epochs})")
+    parser.add_argument("--save-model", type=Path, default=None,
+                        help="also save the book's model there, as chapter 8 loads it "
+                             "(data/models/cifar10_resnet.pt)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both recipes (default: torch's, one per core)")
+    parser.add_argument("--progress", action="store_true",
+                        help="show the book recipe's epochs (validation accuracy) on stderr")
     parser.add_argument("--device", default=None,
                         help="auto, cpu, cuda or mps (default $BOOK_DEVICE or auto)")
     return parser.parse_args(argv)
@@ -182,12 +199,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     check_data(args.data)
     device = get_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = Cifar10Config()
     if args.book_epochs is not None:
         config = dataclasses.replace(config, epochs=args.book_epochs)
     load_before = os.getloadavg()
     recipes = {"seed": race_seed(args.data, args.seed_epochs, device)}
-    recipes["book"] = race_book(args.data, config, device)
+    recipes["book"] = race_book(args.data, config, device, args.save_model,
+                                args.progress)
     seed, book = recipes["seed"], recipes["book"]
     ratios = {"time": ratio(seed["train_seconds"], book["train_seconds"]),
               "error": ratio(1 - seed["test_accuracy"], 1 - book["test_accuracy"])}

@@ -174,3 +174,7 @@ def test_simple_cnn_is_the_tutorial_baseline() -> None:
     assert shapes["conv1"] == (2, 18, 32, 32) and shapes["pool"] == (2, 18, 16, 16)
     assert shapes["flatten"] == (2, 4608) and shapes["fc2"] == (2, 10)
     assert models.SimpleCNN(num_classes=3)(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_chapter_8_teaches_the_shipped_simple_cnn() -> None:
+    assert_taught_as_shipped("08_cifar10_ten_classes", models, "SimpleCNN")

@@ -336,24 +336,31 @@ def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.de
     return model, pd.DataFrame(rows), best_epoch
 
 
-def train_cifar10_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
-    """Train the book's ten-class ResNet, test it once with TTA, save it to `path` with its meta."""
-    config, data = cifar10_recipe_config(), cifar10_data()
-    start = time.perf_counter()
-    model, history, best_epoch = fit_cifar10_model(data, config, device, progress)
-    seconds = time.perf_counter() - start
+def cifar10_checkpoint_meta(model: nn.Module, data: Cifar10Data, config: Cifar10Config,
+                            history: pd.DataFrame, best_epoch: int, device: torch.device,
+                            train_seconds: float) -> dict:
+    """What is saved with the ten-class model; the test split is used here, once, with TTA."""
     bf16 = bf16_autocast_enabled(config, device)
 
     def metrics(split: Split) -> dict:
         proba = predict_cifar10_proba(model, split.images, device, tta=True, bf16=bf16)
         return cifar10_metrics(proba, split.labels)
 
-    save_checkpoint(path, model, {
-        "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
-        "train_images": len(data.fit.labels), "best_epoch": best_epoch,
-        "bfloat16": bf16, "device": str(device), "train_seconds": round(seconds, 1),
-        "valid_metrics": metrics(data.valid), "test_metrics": metrics(data.test),
-        "history": history.to_dict(orient="list")})
+    return {"config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
+            "train_images": len(data.fit.labels), "best_epoch": best_epoch, "bfloat16": bf16,
+            "device": str(device), "train_seconds": round(train_seconds, 1),
+            "valid_metrics": metrics(data.valid), "test_metrics": metrics(data.test),
+            "history": history.to_dict(orient="list")}
+
+
+def train_cifar10_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
+    """Train the book's ten-class ResNet, test it once with TTA, save it to `path` with its meta."""
+    config, data = cifar10_recipe_config(), cifar10_data()
+    start = time.perf_counter()
+    model, history, best_epoch = fit_cifar10_model(data, config, device, progress)
+    meta = cifar10_checkpoint_meta(model, data, config, history, best_epoch, device,
+                                   time.perf_counter() - start)
+    save_checkpoint(path, model, meta)
     return model
 
 
