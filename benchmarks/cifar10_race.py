@@ -1,15 +1,16 @@
-"""Race the book's ten-class recipe (chapter 8) against the SimpleCNN baseline, on the same CIFAR-10.
+"""Race chapter 8's ten-class recipe against the SimpleCNN baseline, on the same CIFAR-10.
 
-1. `seed`: the source tutorial's ten-class baseline - `ImageFolder` + `ToTensor` + `Normalize(0.5,
-   0.5)`, its `SimpleCNN` (conv 3->18, pool, fc 4608->64->10), `CrossEntropyLoss`, Adam lr 0.001,
-   batches of 32, shuffled, 5 epochs, on all 50,000 training images.
+1. `seed`: the source tutorial's ten-class `SimpleCNN` (conv 3->18, pool, fc 4608->64->10),
+   trained the simple way: `ImageFolder` + `ToTensor` + `Normalize(0.5, 0.5)`, `CrossEntropyLoss`,
+   Adam lr 0.001, batches of 32, shuffled, 5 epochs, on all 50,000 training images.
 2. `book`: chapter 8's recipe, `torchbook.trained.fit_cifar10_model` with `Cifar10Config()` (the
    chapter 7 ResNet, warm-up + cosine SGD, label smoothing, bfloat16 where the CPU has AMX, flip
    TTA), trained on 45,000 images with the epoch of best validation accuracy on the other 5,000.
 
 Both run one after the other in this process; `train_seconds` is the wall time of training with
 the data decoding included, `train_cpu_seconds` the CPU time it used (all threads): on a machine
-shared with other work, wall time grows with the load while CPU time changes much less. Usage (from the repository root; `make bench` runs the first line):
+shared with other work, wall time grows with the load while CPU time changes much less. Usage
+(from the repository root; `make bench` runs the second line):
 
     python benchmarks/cifar10_race.py --json benchmarks/results/cifar10_race.json
     python benchmarks/cifar10_race.py --save-model data/models/cifar10_resnet.pt  # chapter 8's
@@ -59,7 +60,7 @@ def cpu_seconds() -> float:
 
 
 def seed_loader(folder: Path, shuffle: bool) -> DataLoader:
-    """The baseline's input pipeline: ImageFolder, ToTensor, Normalize to [-1, 1], batches of 32."""
+    """The baseline's pipeline: ImageFolder, ToTensor, Normalize to [-1, 1], batches of 32."""
     transform = transforms.Compose([transforms.ToTensor(),
                                     transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
     return DataLoader(datasets.ImageFolder(str(folder), transform=transform), batch_size=32,
@@ -155,7 +156,8 @@ def format_table(recipes: dict, ratios: dict) -> str:
         lines.append(f"{name:<6} {r['epochs']:>6} {r['test_accuracy']:>9.4f} "
                      f"{r['train_seconds']:>8.1f} {r['train_images_per_second']:>9.0f} "
                      f"{r['peak_rss_mb']:>8.0f}")
-    lines.append(f"ratios: time (seed/book) {ratios['time']}x, error (seed/book) {ratios['error']}x")
+    lines.append(f"ratios: time (seed/book) {ratios['time']}x, "
+                 f"error (seed/book) {ratios['error']}x")
     return "\n".join(lines)
 
 

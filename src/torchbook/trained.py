@@ -12,8 +12,8 @@ data and recipe, so that every chapter from 4 on runs alone, in any order, on Co
 
 Chapter 8's ten-class model, the same way: `cifar10_data()` (45,000 fit / 5,000 valid / 10,000
 test; 900 / 100 / 200 in fast mode), `load_or_train_cifar10_model()` (the chapter 7 ResNet
-trained with `Cifar10Config`'s recipe, saved at `cifar10_checkpoint_path()`), `cifar10_model_meta()`,
-and `predict_cifar10_proba()` / `cifar10_metrics()` to evaluate it.
+trained with `Cifar10Config`'s recipe, saved at `cifar10_checkpoint_path()`),
+`cifar10_model_meta()`, and `predict_cifar10_proba()` / `cifar10_metrics()` to evaluate it.
 """
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def cifar2_model_meta() -> dict:
 
 @dataclass
 class Cifar10Data:
-    """CIFAR-10 as uint8 tensors: fit/valid split of the training folder, the test folder, classes."""
+    """CIFAR-10 as uint8 tensors: fit/valid split of the training images, test images, classes."""
 
     fit: Split
     valid: Split
@@ -237,7 +237,7 @@ def has_amx() -> bool:
 
 
 def bf16_autocast_enabled(config: Cifar10Config, device: torch.device) -> bool:
-    """Whether to train and predict under bfloat16 autocast on `device` ("auto": where it is fast)."""
+    """Whether to train and predict under bfloat16 autocast on `device` ("auto": where fast)."""
     if config.bfloat16 not in ("auto", "on", "off"):
         raise ValueError(f"bfloat16 must be 'auto', 'on' or 'off', not {config.bfloat16!r}")
     if config.bfloat16 != "auto":
@@ -303,7 +303,7 @@ def cifar10_metrics(proba: torch.Tensor, labels: torch.Tensor) -> dict:
 
 def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.device,
                       progress: bool = False) -> tuple[nn.Module, pd.DataFrame, int]:
-    """Train on `fit`, validate after every epoch; return the best epoch's model, history, epoch."""
+    """Train on `fit`, validate every epoch; return the best epoch's model, history and number."""
     seed_everything(config.seed)
     model = build_cifar10_model(config).to(device)
     if config.channels_last:
@@ -354,7 +354,7 @@ def cifar10_checkpoint_meta(model: nn.Module, data: Cifar10Data, config: Cifar10
 
 
 def train_cifar10_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
-    """Train the book's ten-class ResNet, test it once with TTA, save it to `path` with its meta."""
+    """Train the book's ten-class ResNet, test it once with TTA, save it and its meta to `path`."""
     config, data = cifar10_recipe_config(), cifar10_data()
     start = time.perf_counter()
     model, history, best_epoch = fit_cifar10_model(data, config, device, progress)
@@ -374,7 +374,7 @@ def saved_cifar10_config(path: Path) -> Optional[dict]:
 
 def load_or_train_cifar10_model(device: Optional[torch.device] = None,
                                 progress: bool = False) -> nn.Module:
-    """The book's ten-class ResNet, eval mode, on `device`, no .grad: loaded if saved, else trained.
+    """The book's ten-class ResNet in eval mode on `device`, no .grad: loaded if saved, else trained.
 
     A saved model trained with another recipe config is trained again, with a message.
     """
