@@ -100,6 +100,7 @@ grade: .venv
 # Prepares data/cifar2 first (a no-op when it is complete), like `make book`.
 bench: .venv data
 	$(PY) benchmarks/cifar2_race.py
+	$(PY) benchmarks/cifar10_race.py --save-model data/models/cifar10_resnet.pt
 
 booktime: .venv data
 	$(PY) benchmarks/book_time.py

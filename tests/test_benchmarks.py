@@ -84,6 +84,68 @@ def test_race_ratio_handles_a_perfect_book():
     assert race.ratio(0.2, 0.0) is None
 
 
+SAMPLE10 = REPO / "data" / "sample" / "cifar10"
+
+
+@pytest.fixture(scope="module")
+def race10():
+    return load_script("cifar10_race")
+
+
+def check_race10_payload(payload: dict, seed_epochs: int, book_epochs: int) -> None:
+    """The cifar2 race's shape: `seed` (SimpleCNN) and `book` (the ResNet), same keys and ranges."""
+    assert set(payload["recipes"]) == {"seed", "book"}
+    for name, epochs in (("seed", seed_epochs), ("book", book_epochs)):
+        recipe = payload["recipes"][name]
+        for key, kind in RECIPE_KEYS.items():
+            if key == "test_auc":
+                continue  # ten classes: accuracy only
+            assert isinstance(recipe[key], kind) or (kind is float and isinstance(recipe[key], int)), (name, key)
+        assert 0 <= recipe["test_accuracy"] <= 1
+        assert recipe["train_seconds"] > 0 and recipe["train_images_per_second"] > 0
+        assert recipe["peak_rss_mb"] > 10 and recipe["epochs"] == epochs
+    assert payload["recipes"]["seed"]["parameters"] == 296_130
+    book = payload["recipes"]["book"]
+    assert 1 <= book["best_epoch"] <= book_epochs and 0 <= book["valid_accuracy"] <= 1
+    assert book["config"]["epochs"] == book_epochs and len(book["per_class_accuracy"]) == 10
+    assert set(payload["ratios"]) == {"time", "error"} and payload["ratios"]["time"] > 0
+    for key in ("command", "date", "torch", "device", "cpu_count", "cpu_model", "load_average"):
+        assert payload[key], key
+    assert payload["command"].startswith("python benchmarks/cifar10_race.py")
+
+
+def test_cifar10_race_on_the_sample_writes_the_json(race10, tmp_path, capsys):
+    out = tmp_path / "race10.json"
+    payload = race10.main(["--data", str(SAMPLE10), "--seed-epochs", "1", "--book-epochs", "1",
+                           "--json", str(out), "--device", "cpu"])
+    assert json.loads(out.read_text()) == payload
+    check_race10_payload(payload, seed_epochs=1, book_epochs=1)
+    assert payload["test_images"] == 200 and payload["data"] == "data/sample/cifar10"
+    assert payload["recipes"]["book"]["train_images"] == 900
+    assert payload["recipes"]["seed"]["train_images"] == 1000
+    printed = capsys.readouterr().out
+    assert "seed" in printed and "book" in printed and "ratios" in printed
+
+
+def test_cifar10_race_explains_a_wrong_data_folder(race10, tmp_path):
+    (tmp_path / "test").mkdir()
+    with pytest.raises(SystemExit, match="no train/ folder.*--data DIR"):
+        race10.main(["--data", str(tmp_path), "--json", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_committed_cifar10_race_has_the_shape_and_meets_the_bar():
+    """The committed full-data race has the shape of the sample race; the ResNet beats SimpleCNN."""
+    path = REPO / "benchmarks" / "results" / "cifar10_race.json"
+    if not path.exists():
+        pytest.skip("benchmarks/results/cifar10_race.json has not been written yet")
+    payload = json.loads(path.read_text())
+    book = payload["recipes"]["book"]
+    check_race10_payload(payload, payload["recipes"]["seed"]["epochs"], book["epochs"])
+    assert payload["test_images"] == 10_000 and book["train_images"] == 45_000
+    assert book["test_accuracy"] > payload["recipes"]["seed"]["test_accuracy"]
+
+
 @pytest.mark.skipif(not (REPO / "benchmarks" / "data_pipeline.py").exists(),
                     reason="benchmarks/data_pipeline.py is not in this checkout")
 def test_data_pipeline_on_the_sample_writes_the_json(tmp_path):

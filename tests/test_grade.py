@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import time
+import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -654,3 +656,70 @@ def valley_losses(momentum: float, lr: float = 0.1) -> list[float]:
 def test_ch09_ex3_checks_the_losses(answer: dict, expected: list[bool]) -> None:
     """SGD's losses (float64, by hand) pass; another lr, 60 losses or a momentum missing fail."""
     assert run_check("09_how_learning_works", "ch09-ex3", {"momentum_losses": answer}) == expected
+
+
+def swapped_confusion_counts(labels: torch.Tensor, predictions: torch.Tensor,
+                             num_classes: int = 10) -> torch.Tensor:
+    """The chapter's bug: rows are the answers."""
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for true, predicted in zip(labels.tolist(), predictions.tolist()):
+        counts[predicted, true] += 1
+    return counts
+
+
+def looped_confusion_counts(labels: torch.Tensor, predictions: torch.Tensor,
+                            num_classes: int = 10) -> torch.Tensor:
+    """Correct: the loop with the indices in order."""
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for true, predicted in zip(labels.tolist(), predictions.tolist()):
+        counts[true, predicted] += 1
+    return counts
+
+
+def numpy_confusion_counts(labels, predictions, num_classes=10):
+    """Correct, another way: NumPy's add.at on a nested list's worth of cells."""
+    counts = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
+    return counts.tolist()
+
+
+def ten_class_confusion_counts(labels, predictions, num_classes=10):
+    """Right on ten classes, but ignores num_classes."""
+    from sklearn.metrics import confusion_matrix
+    return confusion_matrix(np.asarray(labels), np.asarray(predictions), labels=range(10))
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(looped_confusion_counts, [True, True]),
+                                                  (numpy_confusion_counts, [True, True]),
+                                                  (ten_class_confusion_counts, [True, False]),
+                                                  (None, [False, False])])
+def test_ch08_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Fixes written in different ways pass; one that ignores num_classes loses the hidden case;
+    the chapter's swapped indices pass nothing."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (300,), generator=generator)
+    noise = torch.randint(0, 10, (300,), generator=generator)
+    predictions = torch.where(torch.rand(300, generator=generator) < 0.6, labels, noise)
+    env = {"data": types.SimpleNamespace(valid=types.SimpleNamespace(labels=labels)),
+           "valid_pred": predictions, "confusion_counts": swapped_confusion_counts}
+    if answer is not None:
+        env["confusion_counts"] = answer  # the fix replaces the chapter's function
+    assert run_check("08_cifar10_ten_classes", "ch08-ex1", env) == expected
+
+
+def test_ch08_ex3_accepts_a_loop_and_rejects_top_1_for_all_k() -> None:
+    """A plain Python answer passes; one that ignores k passes nothing."""
+    def top_k_by_sorting(probabilities, labels, k):
+        """Correct, another way: sort every row."""
+        order = np.argsort(-np.asarray(probabilities), axis=1)[:, :k]
+        return float(np.mean([label in row for label, row in zip(np.asarray(labels), order)]))
+
+    def top_k_ignoring_k(probabilities, labels, k):
+        """Wrong: always the plain accuracy."""
+        return (probabilities.argmax(1) == labels).float().mean().item()
+
+    probabilities = torch.softmax(torch.randn(50, 10, generator=torch.Generator().manual_seed(1)), 1)
+    data = types.SimpleNamespace(valid=types.SimpleNamespace(labels=torch.arange(50) % 10))
+    for answer, expected in ((top_k_by_sorting, [True, True]), (top_k_ignoring_k, [False, False])):
+        env = {"p_valid": probabilities, "data": data, answer.__name__: answer}
+        assert run_check("08_cifar10_ten_classes", "ch08-ex3", env) == expected

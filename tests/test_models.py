@@ -194,3 +194,18 @@ def test_parameter_formula_matches_the_built_network(depth: int, width: int, num
 def test_chapter_7_teaches_the_package_code(name: str) -> None:
     """The ResNet code chapter 7 teaches inline is the code torchbook.models ships."""
     assert_taught_as_shipped("07_resnet_from_scratch", models, name)
+
+
+def test_simple_cnn_is_the_tutorial_baseline() -> None:
+    """conv 3->18 (same padding), 2x2 pool to 18x16x16 = 4608 features, fc 64, ten logits."""
+    model = models.SimpleCNN()
+    assert count_parameters(model) == 296_130
+    shapes = {name: shape for name, _, shape in
+              layer_output_shapes(model, torch.zeros(2, 3, 32, 32))}
+    assert shapes["conv1"] == (2, 18, 32, 32) and shapes["pool"] == (2, 18, 16, 16)
+    assert shapes["flatten"] == (2, 4608) and shapes["fc2"] == (2, 10)
+    assert models.SimpleCNN(num_classes=3)(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_chapter_8_teaches_the_shipped_simple_cnn() -> None:
+    assert_taught_as_shipped("08_cifar10_ten_classes", models, "SimpleCNN")

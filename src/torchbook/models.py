@@ -15,6 +15,9 @@ Chapter 7's CIFAR-style ResNet: `BasicBlock` (two 3x3 convolutions and a shortcu
 `resnet(depth, width, num_classes)`, the ResNet-20/32/56 family (depth = 6n + 2), and
 `resnet_by_name("resnet20", width, num_classes)` for the command-line scripts, and
 `resnet_parameter_count(depth, width, num_classes, shortcut)`, its size by formula.
+
+Chapter 8's ten-class baseline: `SimpleCNN`, the source tutorial's one-convolution network
+(conv 3->18, max-pool, fc 4608->64->10; 296,130 parameters).
 """
 from __future__ import annotations
 
@@ -205,3 +208,21 @@ def resnet_by_name(name: str, width: int = 16, num_classes: int = 10) -> ResNet:
         raise ValueError(f"unknown model {name!r}: name a CIFAR ResNet, resnet<depth> with depth "
                          "6n + 2 (resnet8, resnet20, resnet32, resnet56, ...)")
     return resnet(int(match.group(1)), width, num_classes)
+
+
+class SimpleCNN(nn.Module):
+    """The source tutorial's ten-class baseline: conv 3->18, 2x2 max-pool, fc 4608->64->10."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 18, kernel_size=3, stride=1, padding=1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(18 * 16 * 16, 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu(self.conv1(x)))  # (N, 18, 16, 16)
+        x = self.relu(self.fc1(self.flatten(x)))  # (N, 64)
+        return self.fc2(x)  # ten logits, one per class
