@@ -8,6 +8,9 @@
   `LambdaLR`, which behaves alike on every supported torch; `Trainer.fit` refuses to run past its end).
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
   used by later chapters; `CheckpointCallback(last_path=...)` makes a run resumable (ch. 5).
+- `train_except_frozen`, `head_and_backbone_groups`: fine-tuning a trained model (chapter 10):
+  frozen layers stay in eval mode (BatchNorm keeps its statistics), and the backbone gets a lower
+  learning rate than the new head.
 
 A loader is any iterable of (x, y) batches. For the book's one-logit models, y holds 0/1 floats of
 shape [B, 1], as chapter 1's `to_float_target` makes them. The loops never call `.item()` per step:
@@ -300,3 +303,22 @@ class Trainer:
     def predict(self, loader: Iterable) -> torch.Tensor:
         """The model's logits for every batch of the loader, on the CPU."""
         return predict_logits(self.model, loader, self.device)[0]
+
+
+def train_except_frozen(model: nn.Module) -> nn.Module:
+    """`model.train()`, but layers whose parameters are all frozen stay in eval mode."""
+    model.train()
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if own and not any(p.requires_grad for p in own):
+            module.eval()  # a frozen BatchNorm keeps (and uses) its running statistics
+    return model
+
+
+def head_and_backbone_groups(model: nn.Module, head: str, lr: float,
+                             backbone_lr: float) -> list[dict]:
+    """Optimizer parameter groups: submodule `head` at `lr`, every other parameter at `backbone_lr`."""
+    head_params = list(model.get_submodule(head).parameters())
+    in_head = {id(p) for p in head_params}
+    backbone_params = [p for p in model.parameters() if id(p) not in in_head]
+    return [{"params": backbone_params, "lr": backbone_lr}, {"params": head_params, "lr": lr}]
