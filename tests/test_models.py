@@ -163,3 +163,14 @@ def test_residual_block_passes_input_through_when_its_branch_is_zero() -> None:
     nn.init.zeros_(block.bn2.weight)
     x = torch.randn(2, 4, 8, 8)
     assert torch.allclose(block(x), torch.relu(x))
+
+
+def test_simple_cnn_is_the_tutorial_baseline() -> None:
+    """conv 3->18 (same padding), 2x2 pool to 18x16x16 = 4608 features, fc 64, ten logits."""
+    model = models.SimpleCNN()
+    assert count_parameters(model) == 296_130
+    shapes = {name: shape for name, _, shape in
+              layer_output_shapes(model, torch.zeros(2, 3, 32, 32))}
+    assert shapes["conv1"] == (2, 18, 32, 32) and shapes["pool"] == (2, 18, 16, 16)
+    assert shapes["flatten"] == (2, 4608) and shapes["fc2"] == (2, 10)
+    assert models.SimpleCNN(num_classes=3)(torch.zeros(1, 3, 32, 32)).shape == (1, 3)

@@ -1,6 +1,7 @@
 """Tests for torchbook.trained: the book's cifar2 model, loaded or trained like chapter 3 trains it."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import torchbook.trained as trained
@@ -89,6 +90,98 @@ def test_augment_on_device_copies_uint8_then_works_on_the_device():
     torch.manual_seed(0)
     expected = normalize_images(random_flip_crop(images, 4))
     assert torch.equal(out, expected) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+# --- the ten-class model (chapter 8) --------------------------------------------------------------
+
+TINY_CIFAR10 = trained.Cifar10Config(epochs=1, batch_size=100, threads=1)
+
+
+def test_cifar10_data_splits_the_sample_in_fast_mode(monkeypatch):
+    """Fast mode: 900 fit, 100 valid of the sample's 1,000 training images, 200 test, ten classes."""
+    monkeypatch.setenv("BOOK_FAST", "1")
+    data = trained.cifar10_data()
+    assert (len(data.fit.labels), len(data.valid.labels), len(data.test.labels)) == (900, 100, 200)
+    assert data.fit.images.shape[1:] == (3, 32, 32) and data.fit.images.dtype == torch.uint8
+    assert data.classes == ["airplane", "automobile", "bird", "cat", "deer",
+                            "dog", "frog", "horse", "ship", "truck"]
+    assert set(data.valid.labels.tolist()) == set(range(10))
+    fit = {tuple(image.flatten()[:64].tolist()) for image in data.fit.images}
+    assert not any(tuple(image.flatten()[:64].tolist()) in fit for image in data.valid.images)
+
+
+def test_cifar10_model_trains_once_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(trained, "cifar10_recipe_config", lambda: TINY_CIFAR10)
+    model = trained.load_or_train_cifar10_model(torch.device("cpu"))
+    assert isinstance(model, trained.nn.Module) and not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    meta = trained.cifar10_model_meta()
+    assert meta["classes"][3] == "cat" and meta["fast_mode"] is True
+    assert meta["config"] == TINY_CIFAR10.to_dict() and meta["train_images"] == 900
+    assert meta["best_epoch"] == 1 and {"valid_acc", "train_loss", "lr"} <= set(meta["history"])
+    for split in ("valid_metrics", "test_metrics"):
+        assert 0 <= meta[split]["accuracy"] <= 1 and len(meta[split]["per_class_accuracy"]) == 10
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved model should have been loaded")
+
+    monkeypatch.setattr(trained, "train_cifar10_model", no_training)
+    again = trained.load_or_train_cifar10_model(torch.device("cpu"))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), again(x))
+
+
+def test_cifar10_model_is_trained_again_for_another_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(trained, "cifar10_recipe_config", lambda: TINY_CIFAR10)
+    trained.load_or_train_cifar10_model(torch.device("cpu"))
+    other = trained.Cifar10Config(epochs=1, batch_size=100, threads=1, lr=0.05)
+    monkeypatch.setattr(trained, "cifar10_recipe_config", lambda: other)
+    trained.load_or_train_cifar10_model(torch.device("cpu"))
+    assert "Training the ten-class model again" in capsys.readouterr().out
+    assert trained.cifar10_model_meta()["config"]["lr"] == 0.05
+
+
+def test_cifar10_checkpoint_path_depends_on_the_mode(monkeypatch):
+    monkeypatch.setenv("BOOK_FAST", "1")
+    assert trained.cifar10_checkpoint_path().name == "cifar10_resnet_fast.pt"
+    monkeypatch.setenv("BOOK_FAST", "0")
+    assert trained.cifar10_checkpoint_path().name == "cifar10_resnet.pt"
+
+
+def test_bf16_autocast_follows_the_config():
+    cpu = torch.device("cpu")
+    assert trained.bf16_autocast_enabled(trained.Cifar10Config(bfloat16="on"), cpu)
+    assert not trained.bf16_autocast_enabled(trained.Cifar10Config(bfloat16="off"), cpu)
+    auto = trained.bf16_autocast_enabled(trained.Cifar10Config(), cpu)
+    assert auto == trained.has_amx()
+    assert not trained.bf16_autocast_enabled(trained.Cifar10Config(), torch.device("meta"))
+    with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
+        trained.bf16_autocast_enabled(trained.Cifar10Config(bfloat16="yes"), cpu)
+
+
+def test_predict_cifar10_proba_sums_to_one_and_tta_sees_the_mirror_image():
+    torch.manual_seed(0)
+    model = trained.build_cifar10_model(trained.Cifar10Config(depth=8, width=4)).eval()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    proba = trained.predict_cifar10_proba(model, images, torch.device("cpu"), batch_size=2)
+    assert proba.shape == (3, 10) and torch.allclose(proba.sum(1), torch.ones(3))
+    mirrored = trained.predict_cifar10_proba(model, images.flip(3), torch.device("cpu"))
+    assert torch.allclose(proba, mirrored, atol=1e-6)
+    plain = trained.predict_cifar10_proba(model, images, torch.device("cpu"), tta=False)
+    assert not torch.allclose(proba, plain)
+
+
+def test_cifar10_metrics_counts_hits_per_class():
+    proba = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])
+    metrics = trained.cifar10_metrics(proba, torch.tensor([0, 1, 1, 2]))
+    assert metrics["accuracy"] == 0.75 and metrics["per_class_accuracy"] == [1.0, 0.5, 1.0]
+    expected = -(torch.tensor([0.9, 0.8, 0.4, 1.0]).log().mean()).item()
+    assert abs(metrics["loss"] - expected) < 1e-6
 
 
 def test_without_classes_drops_and_renumbers():

@@ -13,6 +13,9 @@
 
 Chapter 7's CIFAR-style ResNet: `BasicBlock` (two 3x3 convolutions and a shortcut) and
 `resnet(depth, width, num_classes)`, the ResNet-20/32/56 family (depth = 6n + 2).
+
+Chapter 8's ten-class baseline: `SimpleCNN`, the source tutorial's one-convolution network
+(conv 3->18, max-pool, fc 4608->64->10; 296,130 parameters).
 """
 from __future__ import annotations
 
@@ -185,3 +188,21 @@ def resnet(depth: int = 20, width: int = 16, num_classes: int = 10,
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), got {depth}")
     return ResNet((depth - 2) // 6, width, num_classes, shortcut)
+
+
+class SimpleCNN(nn.Module):
+    """The source tutorial's ten-class baseline: conv 3->18, 2x2 max-pool, fc 4608->64->10."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 18, kernel_size=3, stride=1, padding=1)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(18 * 16 * 16, 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu(self.conv1(x)))  # (N, 18, 16, 16)
+        x = self.relu(self.fc1(self.flatten(x)))  # (N, 64)
+        return self.fc2(x)  # ten logits, one per class

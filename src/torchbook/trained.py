@@ -12,17 +12,25 @@ data and recipe, so that every chapter from 4 on runs alone, in any order, on Co
 - `load_or_train_cifar8_backbone()`: chapter 10's backbone, a small CIFAR ResNet trained on the
   eight CIFAR-10 classes that are not in cifar2 (no airplane, no automobile image at all), so that
   transfer to cifar2 from it is honest; `cifar8_data()`, `cifar8_backbone_meta()`.
+
+Chapter 8's ten-class model, the same way: `cifar10_data()` (45,000 fit / 5,000 valid / 10,000
+test; 900 / 100 / 200 in fast mode), `load_or_train_cifar10_model()` (the chapter 7 ResNet
+trained with `Cifar10Config`'s recipe, saved at `cifar10_checkpoint_path()`), `cifar10_model_meta()`,
+and `predict_cifar10_proba()` / `cifar10_metrics()` to evaluate it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from torchbook.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from torchbook.data import cifar2_folder, cifar10_folder
@@ -30,7 +38,7 @@ from torchbook.datasets import TensorBatches, load_image_folder_as_tensors, rand
 from torchbook.device import get_device
 from torchbook.models import resnet
 from torchbook.recipe import (RecipeConfig, build_model, evaluate, make_optimizer, model_on_device,
-                              prepare_batch, smoothed_targets)
+                              prepare_batch, smoothed_targets, uses_channels_last)
 from torchbook.settings import by_mode, fast_mode, models_dir, seed_everything
 from torchbook.training import CheckpointCallback, Trainer, train_step, warmup_cosine_schedule
 
@@ -155,6 +163,237 @@ def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: 
 def cifar2_model_meta() -> dict:
     """The metadata saved with the book's cifar2 model (load or train it first)."""
     return read_checkpoint(cifar2_checkpoint_path())["meta"]
+
+
+# --- chapter 8: the ten-class model ---------------------------------------------------------------
+
+@dataclass
+class Cifar10Data:
+    """CIFAR-10 as uint8 tensors: fit/valid split of the training folder, the test folder, classes."""
+
+    fit: Split
+    valid: Split
+    test: Split
+    classes: list[str]
+
+
+@dataclass
+class Cifar10Config:
+    """Chapter 8's recipe: the chapter 7 ResNet with chapter 3's ideas, on ten classes."""
+
+    depth: int = 20
+    width: int = 16
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.2
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_fraction: float = 0.15
+    padding: int = 4
+    channels_last: bool = True
+    bfloat16: str = "auto"  # "auto": where it is fast (CUDA with bf16, CPUs with AMX); "on", "off"
+    threads: Optional[int] = None  # CPU threads while training; None keeps torch's setting
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        """The config as a plain JSON-ready dict."""
+        return asdict(self)
+
+
+def cifar10_checkpoint_path() -> Path:
+    """Where the book keeps its ten-class ResNet: a separate file in fast mode."""
+    return models_dir() / by_mode(full="cifar10_resnet.pt", fast="cifar10_resnet_fast.pt")
+
+
+def cifar10_recipe_config() -> Cifar10Config:
+    """The ten-class recipe; in fast mode two short epochs on one thread (a smoke run)."""
+    return by_mode(full=Cifar10Config(),
+                   fast=Cifar10Config(epochs=2, batch_size=64, lr=0.1, threads=1))
+
+
+def cifar10_data(root: Optional[Path] = None) -> Cifar10Data:
+    """Decode CIFAR-10 train and test once into uint8 tensors; hold out a seeded validation split.
+
+    `root` is an ImageFolder root with train/ and test/ (default: the book's data, the sample in
+    fast mode). A seeded tenth of the training images is held out: 5,000 (100 in fast mode).
+    """
+    train_dir = root / "train" if root is not None else cifar10_folder("train")
+    test_dir = root / "test" if root is not None else cifar10_folder("test")
+    images, labels, classes = load_image_folder_as_tensors(train_dir)
+    test_images, test_labels, _ = load_image_folder_as_tensors(test_dir)
+    fit_index, valid_index = validation_split(len(labels), max(1, len(labels) // 10))
+    return Cifar10Data(fit=Split(images[fit_index], labels[fit_index]),
+                       valid=Split(images[valid_index], labels[valid_index]),
+                       test=Split(test_images, test_labels), classes=classes)
+
+
+def build_cifar10_model(config: Cifar10Config) -> nn.Module:
+    """The chapter 7 ResNet of the config's depth and width, with ten logits."""
+    return resnet(config.depth, config.width, num_classes=10)
+
+
+def has_amx() -> bool:
+    """True if this CPU has AMX tiles, whose bfloat16 matrix units make bf16 training fast."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check())
+
+
+def bf16_autocast_enabled(config: Cifar10Config, device: torch.device) -> bool:
+    """Whether to train and predict under bfloat16 autocast on `device` ("auto": where it is fast)."""
+    if config.bfloat16 not in ("auto", "on", "off"):
+        raise ValueError(f"bfloat16 must be 'auto', 'on' or 'off', not {config.bfloat16!r}")
+    if config.bfloat16 != "auto":
+        return config.bfloat16 == "on"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and has_amx()
+
+
+def train_cifar10_epoch(model: nn.Module, data: Split, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LRScheduler, config: Cifar10Config,
+                        device: torch.device, bf16: bool) -> dict[str, float]:
+    """One epoch of shuffled, augmented batches with cross-entropy on ten logits."""
+    model.train()
+    n, size = len(data.labels), config.batch_size
+    order = torch.randperm(n)
+    total_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
+    for start in range(0, n - size + 1, size):  # the last incomplete batch is dropped
+        index = order[start:start + size]
+        x = augment_on_device(data.images[index], config, device)
+        y = data.labels[index].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.detach().cpu() * size
+        correct += (logits.detach().argmax(1) == y).sum().cpu()
+    seen = (n // size) * size
+    return {"train_loss": total_loss.item() / seen, "train_acc": correct.item() / seen}
+
+
+@torch.no_grad()
+def predict_cifar10_proba(model: nn.Module, images: torch.Tensor,
+                          device: Optional[torch.device] = None, tta: bool = True,
+                          bf16: bool = False, batch_size: int = 500) -> torch.Tensor:
+    """Softmax probabilities (N, 10) for uint8 images; `tta` averages with the mirror images."""
+    device = torch.device(device or next(model.parameters()).device)
+    channels_last = uses_channels_last(model)
+    model.eval()
+    probabilities = []
+    for start in range(0, len(images), batch_size):
+        x = prepare_batch(images[start:start + batch_size], device, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            p = model(x).float().softmax(1)
+            if tta:
+                p = (p + model(x.flip(3)).float().softmax(1)) / 2
+        probabilities.append(p.float().cpu())
+    return torch.cat(probabilities) if probabilities else torch.empty(0, 10)
+
+
+def cifar10_metrics(proba: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy, cross-entropy and accuracy per class of probabilities (N, 10) against labels."""
+    labels = labels.cpu()
+    hits = (proba.argmax(1) == labels).float()
+    per_class = [hits[labels == k].mean().item() if (labels == k).any() else float("nan")
+                 for k in range(proba.shape[1])]
+    loss = F.nll_loss(proba.clamp_min(1e-12).log(), labels).item()
+    return {"accuracy": hits.mean().item(), "loss": loss, "per_class_accuracy": per_class}
+
+
+def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.device,
+                      progress: bool = False) -> tuple[nn.Module, pd.DataFrame, int]:
+    """Train on `fit`, validate after every epoch; return the best epoch's model, history, epoch."""
+    seed_everything(config.seed)
+    model = build_cifar10_model(config).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    steps = config.epochs * max(1, len(data.fit.labels) // config.batch_size)
+    scheduler = warmup_cosine_schedule(optimizer, steps, config.warmup_fraction)
+    bf16 = bf16_autocast_enabled(config, device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    rows, best_state, best_epoch = [], None, 0
+    try:
+        for epoch in tqdm(range(1, config.epochs + 1), desc="epochs", disable=not progress):
+            start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+            row = {"epoch": epoch, **train_cifar10_epoch(model, data.fit, optimizer, scheduler,
+                                                         config, device, bf16)}
+            valid = cifar10_metrics(predict_cifar10_proba(model, data.valid.images, device,
+                                                          tta=False, bf16=bf16), data.valid.labels)
+            row.update(valid_loss=valid["loss"], valid_acc=valid["accuracy"], lr=lr,
+                       seconds=time.perf_counter() - start)
+            rows.append(row)
+            if best_state is None or row["valid_acc"] > rows[best_epoch - 1]["valid_acc"]:
+                best_epoch = epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    finally:
+        torch.set_num_threads(threads)
+    model.load_state_dict(best_state)
+    return model, pd.DataFrame(rows), best_epoch
+
+
+def train_cifar10_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
+    """Train the book's ten-class ResNet, test it once with TTA, save it to `path` with its meta."""
+    config, data = cifar10_recipe_config(), cifar10_data()
+    start = time.perf_counter()
+    model, history, best_epoch = fit_cifar10_model(data, config, device, progress)
+    seconds = time.perf_counter() - start
+    bf16 = bf16_autocast_enabled(config, device)
+
+    def metrics(split: Split) -> dict:
+        proba = predict_cifar10_proba(model, split.images, device, tta=True, bf16=bf16)
+        return cifar10_metrics(proba, split.labels)
+
+    save_checkpoint(path, model, {
+        "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
+        "train_images": len(data.fit.labels), "best_epoch": best_epoch,
+        "bfloat16": bf16, "device": str(device), "train_seconds": round(seconds, 1),
+        "valid_metrics": metrics(data.valid), "test_metrics": metrics(data.test),
+        "history": history.to_dict(orient="list")})
+    return model
+
+
+def saved_cifar10_config(path: Path) -> Optional[dict]:
+    """The config saved with the ten-class model at `path`, or None if there is no usable file."""
+    try:
+        return read_checkpoint(path)["meta"].get("config")
+    except CheckpointError:
+        return None
+
+
+def load_or_train_cifar10_model(device: Optional[torch.device] = None,
+                                progress: bool = False) -> nn.Module:
+    """The book's ten-class ResNet, eval mode, on `device`, no .grad: loaded if saved, else trained.
+
+    A saved model trained with another recipe config is trained again, with a message.
+    """
+    device = device or get_device()
+    path = cifar10_checkpoint_path()
+    config = cifar10_recipe_config()
+    model = build_cifar10_model(config)
+    try:
+        if path.exists() and saved_cifar10_config(path) not in (None, config.to_dict()):
+            raise CheckpointError(f"{path} was trained with another recipe config. ")
+        load_checkpoint(path, model)
+    except CheckpointError as error:
+        if path.exists():
+            print(f"Training the ten-class model again: {str(error).split('. ')[0]}.")
+        model = train_cifar10_model(path, device, progress=progress)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.zero_grad(set_to_none=True)  # a model just trained keeps its last step's .grad
+    return model.eval()
+
+
+def cifar10_model_meta() -> dict:
+    """The metadata saved with the book's ten-class model (load or train it first)."""
+    return read_checkpoint(cifar10_checkpoint_path())["meta"]
 
 
 CIFAR2_CLASSES = ("airplane", "automobile")
