@@ -296,13 +296,15 @@ def test_chapter_teaches_the_package_code(name):
 # --- chapter 10: reusing weights under other names and with another head ------------------------
 
 def test_rename_keys_rewrites_a_numbered_prefix_with_a_function():
-    """`group1.` -> `stages.0.`: a match function does arithmetic on the number; values are shared."""
+    """`group1.` -> `stages.0.`: a match function computes the number; the values are shared."""
     weight = torch.ones(2)
-    state = {"group1.0.conv1.weight": weight, "group3.1.bn1.bias": torch.zeros(2), "fc.bias": weight}
+    state = {"group1.0.conv1.weight": weight, "group3.1.bn1.bias": torch.zeros(2),
+             "fc.bias": weight}
     renamed = checkpoints.rename_keys(state, r"^group(\d+)\.",
                                       lambda match: f"stages.{int(match[1]) - 1}.")
     assert list(renamed) == ["stages.0.0.conv1.weight", "stages.2.1.bn1.bias", "fc.bias"]
-    assert renamed["stages.0.0.conv1.weight"] is weight and list(state)[0] == "group1.0.conv1.weight"
+    assert renamed["stages.0.0.conv1.weight"] is weight
+    assert list(state)[0] == "group1.0.conv1.weight"  # the original is left alone
 
 
 def test_rename_keys_with_a_string_replacement_loads_strictly():

@@ -419,7 +419,7 @@ def test_ch05_ex1_accepts_any_fix(answer, expected: list[bool]) -> None:
     assert run_check("05_saving_and_loading", "ch05-ex1", env) == expected
 
 
-# --- chapter 10 ------------------------------------------------------------------------------------
+# --- chapter 10 ----------------------------------------------------------------------------------
 
 def ch10_env() -> dict:
     """What the chapter's train_head_only uses from its notebook: device, LR, loss_fn."""
@@ -542,4 +542,5 @@ def reversed_groups(model, lr, decay):
                                                   (reversed_groups, [False, False])])
 def test_ch10_ex3_checks_behaviour(answer, expected: list[bool]) -> None:
     """Groups built another way pass; the learning rates the wrong way round fail."""
-    assert run_check("10_reusing_trained_models", "ch10-ex3", {answer.__name__: answer}) == expected
+    env = {answer.__name__: answer}
+    assert run_check("10_reusing_trained_models", "ch10-ex3", env) == expected

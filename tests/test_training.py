@@ -307,7 +307,7 @@ def test_checkpoint_callback_resume_needs_its_files() -> None:
         CheckpointCallback().resume(trainer)
 
 
-# --- chapter 10: fine-tuning with a frozen backbone and parameter groups ----------------------------
+# --- chapter 10: fine-tuning with a frozen backbone and parameter groups -------------------------
 
 def small_resnet() -> nn.Module:
     """A tiny CIFAR ResNet with BatchNorm everywhere, one logit."""

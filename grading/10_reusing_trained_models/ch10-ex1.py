@@ -44,8 +44,9 @@ def answers(env, depth=8, num_classes=1):
 
 @test_case(points=1, hidden=False)
 def test_a_resnet_8_round_trips(env):
-    """A function of yours (named with 'name') renames a ResNet-8's keys back: strict load works."""
-    assert answers(env), "no function named with 'name' makes torchvision_names' keys load strictly"
+    """A function of yours (with 'name' in its name) renames a ResNet-8's keys back."""
+    assert answers(env), \
+        "no function named with 'name' makes torchvision_names' keys load strictly"
 
 
 @test_case(points=1, hidden=True)

@@ -32,7 +32,8 @@ def run(env, train_head):
     train_head(model, images, labels)
     moved = [key for key, tensor in model.state_dict().items()
              if not torch.equal(tensor, before[key])]
-    return [key for key in moved if not key.startswith("fc.")], [k for k in moved if k.startswith("fc.")]
+    head = [key for key in moved if key.startswith("fc.")]
+    return [key for key in moved if key not in head], head
 
 
 def fixed_functions(env):
@@ -51,7 +52,7 @@ def fixed_functions(env):
 
 @test_case(points=1, hidden=False)
 def test_the_backbone_stays_put(env):
-    """A head-training function of yours leaves every backbone tensor (statistics too) unchanged."""
+    """A head-training function of yours leaves every backbone tensor (statistics too) as is."""
     assert fixed_functions(env), \
         "no function named with 'head' trains the head without changing the backbone's tensors"
 

@@ -255,7 +255,7 @@ def rename_keys(state_dict: dict[str, torch.Tensor], pattern: str,
 
 def drop_mismatched_shapes(state_dict: dict[str, torch.Tensor], model: nn.Module
                            ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Leave out the tensors whose shape differs from the model's; return the rest and their names."""
+    """Leave out the tensors whose shape differs from the model's; return the rest, their names."""
     own = model.state_dict()
     kept = {key: value for key, value in state_dict.items()
             if key not in own or own[key].shape == value.shape}

@@ -196,13 +196,14 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     """Indices of a seeded random sample of `n` labels, the same number of each class."""
     classes = labels.unique()
     if n % len(classes):
-        raise ValueError(f"n={n} does not split evenly into {len(classes)} classes: pick a multiple")
+        raise ValueError(f"n={n} does not split evenly into {len(classes)} classes: "
+                         "pick a multiple")
     generator = torch.Generator().manual_seed(seed)
-    chosen = []
+    chosen, per_class = [], n // len(classes)
     for label in classes:
         members = (labels == label).nonzero().view(-1)
-        if len(members) < n // len(classes):
+        if len(members) < per_class:
             raise ValueError(f"class {label.item()} has {len(members)} images, fewer than the "
-                             f"{n // len(classes)} asked for: pick a smaller n")
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:n // len(classes)]])
+                             f"{per_class} asked for: pick a smaller n")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return torch.cat(chosen)[torch.randperm(n, generator=generator)]

@@ -414,7 +414,7 @@ def cifar8_backbone_path() -> Path:
 
 
 def cifar8_backbone_config() -> RecipeConfig:
-    """The recipe's settings for the backbone: a few epochs (a couple of minutes on 2 CPU cores)."""
+    """The recipe's settings for the backbone: a few epochs (minutes on 2 CPU cores)."""
     return by_mode(full=RecipeConfig(epochs=3, lr=0.1),
                    fast=RecipeConfig(epochs=4, batch_size=32, lr=0.05, threads=1))
 

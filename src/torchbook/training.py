@@ -317,7 +317,7 @@ def train_except_frozen(model: nn.Module) -> nn.Module:
 
 def head_and_backbone_groups(model: nn.Module, head: str, lr: float,
                              backbone_lr: float) -> list[dict]:
-    """Optimizer parameter groups: submodule `head` at `lr`, every other parameter at `backbone_lr`."""
+    """Parameter groups for an optimizer: submodule `head` at `lr`, the rest at `backbone_lr`."""
     head_params = list(model.get_submodule(head).parameters())
     in_head = {id(p) for p in head_params}
     backbone_params = [p for p in model.parameters() if id(p) not in in_head]
