@@ -291,3 +291,45 @@ def test_first_line_drops_terminal_colour_codes():
 def test_chapter_teaches_the_package_code(name):
     """What chapter 5 teaches inline is what torchbook.checkpoints ships."""
     assert_taught_as_shipped("05_saving_and_loading", checkpoints, name)
+
+
+# --- chapter 10: reusing weights under other names and with another head ------------------------
+
+def test_rename_keys_rewrites_a_numbered_prefix_with_a_function():
+    """`group1.` -> `stages.0.`: a match function computes the number; the values are shared."""
+    weight = torch.ones(2)
+    state = {"group1.0.conv1.weight": weight, "group3.1.bn1.bias": torch.zeros(2),
+             "fc.bias": weight}
+    renamed = checkpoints.rename_keys(state, r"^group(\d+)\.",
+                                      lambda match: f"stages.{int(match[1]) - 1}.")
+    assert list(renamed) == ["stages.0.0.conv1.weight", "stages.2.1.bn1.bias", "fc.bias"]
+    assert renamed["stages.0.0.conv1.weight"] is weight
+    assert list(state)[0] == "group1.0.conv1.weight"  # the original is left alone
+
+
+def test_rename_keys_with_a_string_replacement_loads_strictly():
+    """A renamed copy of a model's weights loads into the model with strict=True."""
+    model = trained_looking(Net())
+    saved = checkpoints.rename_keys(model.state_dict(), r"^linear(\d)\.", r"head\1.")
+    assert "head1.weight" in saved and "linear1.weight" not in saved
+    fresh = Net()
+    fresh.load_state_dict(checkpoints.rename_keys(saved, r"^head(\d)\.", r"linear\1."))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                 model.state_dict().values()))
+
+
+def test_drop_mismatched_shapes_leaves_out_the_old_head_only():
+    """A one-output head does not fit a two-output model: dropped; unknown names are kept."""
+    state = dict(Net(num_outputs=1).state_dict(), extra=torch.zeros(3))
+    kept, dropped = checkpoints.drop_mismatched_shapes(state, Net(num_outputs=2))
+    assert dropped == ["linear2.weight", "linear2.bias"]
+    assert "extra" in kept and "linear1.weight" in kept and len(kept) == len(state) - 2
+    report = Net(num_outputs=2).load_state_dict(kept, strict=False)
+    assert report.missing_keys == ["linear2.weight", "linear2.bias"]
+    assert report.unexpected_keys == ["extra"]
+
+
+@pytest.mark.parametrize("name", ["rename_keys", "drop_mismatched_shapes"])
+def test_chapter_10_teaches_the_package_code(name):
+    """What chapter 10 teaches inline is what torchbook.checkpoints ships."""
+    assert_taught_as_shipped("10_reusing_trained_models", checkpoints, name)

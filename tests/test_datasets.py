@@ -305,3 +305,26 @@ def test_normalize_images_matches_torchvision_normalize(sample_tensors) -> None:
 def test_chapter_teaches_the_package_code(name: str) -> None:
     """The chapter's inline definition is exactly torchbook.datasets' source."""
     assert_taught_as_shipped("01_data_pipelines", tb_datasets, name)
+
+
+# --- chapter 10: small labelled sets -------------------------------------------------------------
+
+def test_balanced_subset_is_seeded_balanced_and_distinct() -> None:
+    """n/2 of each class, no index twice, the same for the same seed, another for another seed."""
+    labels = torch.tensor([0] * 30 + [1] * 70)
+    index = tb_datasets.balanced_subset(labels, 20, seed=3)
+    assert len(set(index.tolist())) == 20 and labels[index].bincount().tolist() == [10, 10]
+    assert torch.equal(index, tb_datasets.balanced_subset(labels, 20, seed=3))
+    assert not torch.equal(index, tb_datasets.balanced_subset(labels, 20, seed=4))
+
+
+@pytest.mark.parametrize(("n", "message"), [(21, "multiple"), (80, "fewer than")])
+def test_balanced_subset_refuses_what_it_cannot_do(n: int, message: str) -> None:
+    """An odd n for two classes, or more images of a class than there are, say what to do."""
+    with pytest.raises(ValueError, match=message):
+        tb_datasets.balanced_subset(torch.tensor([0] * 30 + [1] * 70), n)
+
+
+def test_chapter_10_teaches_balanced_subset() -> None:
+    """What chapter 10 teaches inline is what torchbook.datasets ships."""
+    assert_taught_as_shipped("10_reusing_trained_models", tb_datasets, "balanced_subset")

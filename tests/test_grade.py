@@ -723,3 +723,128 @@ def test_ch08_ex3_accepts_a_loop_and_rejects_top_1_for_all_k() -> None:
     for answer, expected in ((top_k_by_sorting, [True, True]), (top_k_ignoring_k, [False, False])):
         env = {"p_valid": probabilities, "data": data, answer.__name__: answer}
         assert run_check("08_cifar10_ten_classes", "ch08-ex3", env) == expected
+# --- chapter 10 ----------------------------------------------------------------------------------
+
+def ch10_env() -> dict:
+    """What the chapter's train_head_only uses from its notebook: device, LR, loss_fn."""
+    from functools import partial
+
+    from torchbook.trained import smoothed_bce
+    return {"device": torch.device("cpu"), "LR": 0.05,
+            "loss_fn": partial(smoothed_bce, smoothing=0.1)}
+
+
+def ch10_head_trainer(freeze_first: bool, statistics_frozen_by: str = "train_except_frozen"):
+    """The chapter's train_head_only, buggy (mode set before the freeze) or fixed in two ways."""
+    from torchbook.datasets import TensorBatches
+    from torchbook.recipe import prepare_batch
+    from torchbook.training import train_except_frozen, train_step
+    env = ch10_env()
+
+    def train_head_only(model, images, labels, epochs=2):
+        loader = TensorBatches(images, labels.float().unsqueeze(1), batch_size=10, shuffle=True,
+                               transform=lambda x: prepare_batch(x, env["device"]))
+        if not freeze_first:
+            train_except_frozen(model)
+        model.requires_grad_(False)
+        model.fc.requires_grad_(True)
+        if freeze_first and statistics_frozen_by == "train_except_frozen":
+            train_except_frozen(model)
+        elif freeze_first:  # another fix: everything in eval mode, the head's Linear has no mode
+            model.eval()
+        optimizer = torch.optim.SGD(model.fc.parameters(), lr=env["LR"], momentum=0.9)
+        for _ in range(epochs):
+            for batch in loader:
+                train_step(model, batch, env["loss_fn"], optimizer, env["device"])
+        return model.eval()
+
+    return train_head_only
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (ch10_head_trainer(freeze_first=True), [True, True]),
+    (ch10_head_trainer(freeze_first=True, statistics_frozen_by="eval"), [True, True]),
+    (ch10_head_trainer(freeze_first=False), [False, False])])
+def test_ch10_ex2_accepts_any_fix(answer, expected: list[bool]) -> None:
+    """Two fixes pass (train_except_frozen after the freeze, or eval mode); the bug fails."""
+    env = {**ch10_env(), "train_head_only": answer}
+    assert run_check("10_reusing_trained_models", "ch10-ex2", env) == expected
+
+
+def test_ch10_ex2_a_head_left_untrained_loses_the_hidden_point() -> None:
+    """A function that only freezes (and trains nothing) keeps the backbone but not the point."""
+    def freeze_head_only(model, images, labels, epochs=2):
+        return model.requires_grad_(False).eval()
+
+    assert run_check("10_reusing_trained_models", "ch10-ex2",
+                     {**ch10_env(), "freeze_head_only": freeze_head_only}) == [True, False]
+
+
+def ch10_torchvision_names(state_dict: dict) -> dict:
+    """The chapter's torchvision_names."""
+    from torchbook.checkpoints import rename_keys
+    for pattern, replacement in [(r"^stem\.0\.", "conv1."), (r"^stem\.1\.", "bn1."),
+                                 (r"^stages\.(\d+)\.", lambda m: f"layer{int(m[1]) + 1}."),
+                                 (r"\.shortcut\.", ".downsample.")]:
+        state_dict = rename_keys(state_dict, pattern, replacement)
+    return state_dict
+
+
+def loop_names_back(state_dict: dict) -> dict:
+    """Correct, another way: plain string edits, key by key."""
+    renamed = {}
+    for key, value in state_dict.items():
+        head, _, rest = key.partition(".")
+        if head.startswith("layer"):
+            key = f"stages.{int(head[5:]) - 1}.{rest}".replace(".downsample.", ".shortcut.")
+        elif head in ("conv1", "bn1"):
+            key = f"stem.{0 if head == 'conv1' else 1}.{rest}"
+        renamed[key] = value
+    return renamed
+
+
+def names_without_shortcuts(state_dict: dict) -> dict:
+    """Wrong: forgets downsample -> shortcut, so the projection shortcuts do not load."""
+    from torchbook.checkpoints import rename_keys
+    for pattern, replacement in [(r"^conv1\.", "stem.0."), (r"^bn1\.", "stem.1."),
+                                 (r"^layer(\d+)\.", lambda m: f"stages.{int(m[1]) - 1}.")]:
+        state_dict = rename_keys(state_dict, pattern, replacement)
+    return state_dict
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(loop_names_back, [True, True]),
+                                                  (names_without_shortcuts, [False, False]),
+                                                  (None, [False, False])])
+def test_ch10_ex1_checks_behaviour(answer, expected: list[bool]) -> None:
+    """Another correct renaming passes; one that misses the projections fails; none fails."""
+    env = {"torchvision_names": ch10_torchvision_names}
+    if answer is not None:
+        env[answer.__name__] = answer
+    assert run_check("10_reusing_trained_models", "ch10-ex1", env) == expected
+
+
+def stage_groups(model, lr, decay):
+    """Correct, another way: one group per top-level child, by name."""
+    power = {"fc": 0, "stem": 4}
+    groups = []
+    for name, child in model.named_children():
+        if name == "stages":
+            groups += [{"params": list(stage.parameters()), "lr": lr * decay ** (3 - i)}
+                       for i, stage in enumerate(child)]
+        elif list(child.parameters()):
+            groups.append({"params": list(child.parameters()), "lr": lr * decay ** power[name]})
+    return groups
+
+
+def reversed_groups(model, lr, decay):
+    """Wrong: the stem learns fastest and the head slowest."""
+    parts = [model.stem, model.stages[0], model.stages[1], model.stages[2], model.fc]
+    return [{"params": list(p.parameters()), "lr": lr * decay ** i} for i, p in enumerate(parts)]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(stage_groups, [True, True]),
+                                                  (reversed_groups, [False, False])])
+def test_ch10_ex3_checks_behaviour(answer, expected: list[bool]) -> None:
+    """Groups built another way pass; the learning rates the wrong way round fail."""
+    env = {answer.__name__: answer}
+    assert run_check("10_reusing_trained_models", "ch10-ex3", env) == expected

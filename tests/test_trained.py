@@ -182,3 +182,38 @@ def test_cifar10_metrics_counts_hits_per_class():
     assert metrics["accuracy"] == 0.75 and metrics["per_class_accuracy"] == [1.0, 0.5, 1.0]
     expected = -(torch.tensor([0.9, 0.8, 0.4, 1.0]).log().mean()).item()
     assert abs(metrics["loss"] - expected) < 1e-6
+
+
+def test_without_classes_drops_and_renumbers():
+    """Dropping classes 0 and 1 of four leaves the others, renumbered 0 and 1, in order."""
+    images = torch.arange(8).view(8, 1, 1, 1).to(torch.uint8)
+    labels = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    split, kept = trained.without_classes(images, labels, ["a", "b", "c", "d"], ("a", "b"))
+    assert kept == ["c", "d"] and split.labels.tolist() == [0, 1, 1, 0]
+    assert split.images.view(-1).tolist() == [2, 3, 4, 5]
+
+
+def test_without_classes_names_an_unknown_class():
+    import pytest
+    with pytest.raises(ValueError, match="airplane"):
+        trained.without_classes(torch.zeros(1, 1, 1, 1), torch.tensor([0]), ["cat"], ("airplane",))
+
+
+def test_cifar8_backbone_never_sees_an_airplane_or_automobile(tmp_path, monkeypatch):
+    """Fast mode: eight classes without cifar2's, trained once, saved, then loaded as is."""
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    data = trained.cifar8_data()
+    assert data.classes == ["bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    assert (len(data.fit.labels), len(data.valid.labels)) == (720, 80)
+    assert set(data.fit.labels.tolist()) == set(range(8))
+    model = trained.load_or_train_cifar8_backbone(torch.device("cpu"))
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    meta = trained.cifar8_backbone_meta()
+    assert meta["classes"] == data.classes and meta["train_images"] == 720
+    assert 0.125 < meta["valid_accuracy"] <= 1  # better than chance on the sample
+    stamp = (tmp_path / "cifar8_backbone_fast.pt").stat().st_mtime_ns
+    again = trained.load_or_train_cifar8_backbone(torch.device("cpu"))
+    assert (tmp_path / "cifar8_backbone_fast.pt").stat().st_mtime_ns == stamp
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(),
+                                                 model.state_dict().values()))

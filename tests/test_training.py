@@ -365,3 +365,66 @@ def test_lr_range_test_says_what_is_wrong_with_its_range() -> None:
 def test_chapter_9_teaches_the_package_code(name: str) -> None:
     """The range test chapter 9 teaches inline is the one torchbook.training ships."""
     assert_taught_as_shipped("09_how_learning_works", training, name)
+# --- chapter 10: fine-tuning with a frozen backbone and parameter groups -------------------------
+
+def small_resnet() -> nn.Module:
+    """A tiny CIFAR ResNet with BatchNorm everywhere, one logit."""
+    from torchbook.models import resnet
+    torch.manual_seed(0)
+    return resnet(8, width=4, num_classes=1)
+
+
+def test_train_except_frozen_keeps_frozen_batchnorm_statistics() -> None:
+    """Frozen layers stay in eval mode: a training pass changes only the head, no running stats."""
+    model = small_resnet()
+    model.requires_grad_(False)
+    model.fc.requires_grad_(True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD(model.fc.parameters(), lr=0.1)
+    training.train_except_frozen(model)
+    assert model.training and model.fc.training and not model.stem[1].training
+    train_step(model, (torch.randn(8, 3, 32, 32), torch.rand(8, 1)),
+               nn.BCEWithLogitsLoss(), optimizer, CPU)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["fc.weight", "fc.bias"]
+
+
+def test_plain_train_mode_would_move_the_frozen_statistics() -> None:
+    """The contrast: with model.train(), frozen BatchNorm layers still update running_mean."""
+    model = small_resnet()
+    model.requires_grad_(False)
+    model.train()
+    before = model.stem[1].running_mean.clone()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32) + 3)
+    assert not torch.equal(model.stem[1].running_mean, before)
+
+
+def test_train_except_frozen_trains_everything_when_nothing_is_frozen() -> None:
+    """Without frozen parameters it is model.train()."""
+    model = training.train_except_frozen(small_resnet().eval())
+    assert all(module.training for module in model.modules())
+
+
+def test_head_and_backbone_groups_cover_every_parameter_once() -> None:
+    """Two groups, the head's and the rest, with their own learning rates, no parameter twice."""
+    model = small_resnet()
+    groups = training.head_and_backbone_groups(model, "fc", lr=0.1, backbone_lr=0.01)
+    assert [g["lr"] for g in groups] == [0.01, 0.1]
+    assert groups[1]["params"] == list(model.fc.parameters())
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters()) and len(set(ids)) == len(ids)
+    optimizer = torch.optim.SGD(groups, lr=1.0, momentum=0.9)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.1]
+
+
+def test_head_and_backbone_groups_names_a_missing_head() -> None:
+    """A head name the model does not have is an AttributeError that names it."""
+    with pytest.raises(AttributeError, match="classifier"):
+        training.head_and_backbone_groups(small_resnet(), "classifier", 0.1, 0.01)
+
+
+@pytest.mark.parametrize("name", ["train_except_frozen", "head_and_backbone_groups"])
+def test_chapter_10_teaches_the_package_code(name: str) -> None:
+    """What chapter 10 teaches inline is what torchbook.training ships."""
+    assert_taught_as_shipped("10_reusing_trained_models", training, name)

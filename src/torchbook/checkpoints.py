@@ -15,6 +15,13 @@ Taught in chapter 5.
   as tensors and plain lists (so that `weights_only=True` loading still reads them).
 - `BestCheckpoints(directory, k, metric, mode)`: keep the k best checkpoints of a run on disk.
 - `strip_prefix(state_dict, prefix)`: drop the `module.` that `DataParallel` and DDP add to keys.
+
+Taught in chapter 10 (reusing trained models):
+
+- `rename_keys(state_dict, pattern, replacement)`: rewrite every key with a regular expression,
+  for weights saved under other names (e.g. `group1.` where the model says `stages.0.`).
+- `drop_mismatched_shapes(state_dict, model)`: leave out the tensors whose shape differs from the
+  model's (a new head), which `load_state_dict(..., strict=False)` would refuse.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -238,3 +245,18 @@ class BestCheckpoints:
     def best_path(self) -> Optional[Path]:
         """The path of the best checkpoint kept so far (None before the first update)."""
         return self.kept[0][2] if self.kept else None
+
+
+def rename_keys(state_dict: dict[str, torch.Tensor], pattern: str,
+                replacement: str | Callable[[re.Match], str]) -> dict[str, torch.Tensor]:
+    """A copy of `state_dict` with every key rewritten by `re.sub(pattern, replacement, key)`."""
+    return {re.sub(pattern, replacement, key): value for key, value in state_dict.items()}
+
+
+def drop_mismatched_shapes(state_dict: dict[str, torch.Tensor], model: nn.Module
+                           ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Leave out the tensors whose shape differs from the model's; return the rest, their names."""
+    own = model.state_dict()
+    kept = {key: value for key, value in state_dict.items()
+            if key not in own or own[key].shape == value.shape}
+    return kept, [key for key in state_dict if key not in kept]

@@ -9,6 +9,7 @@
 - `TensorBatches`: shuffled batches straight from the tensors, with a batch transform.
 - `random_flip_crop`: random horizontal flip + padded random crop of a whole batch at once.
 - `channel_mean_std`, `CIFAR2_MEAN`, `CIFAR2_STD`, `normalize_images`, `denormalize_images`.
+- `balanced_subset`: a seeded sample with as many images of each class (chapter 10's small sets).
 """
 from __future__ import annotations
 
@@ -189,3 +190,20 @@ def denormalize_images(images: torch.Tensor, mean: Sequence[float] = CIFAR2_MEAN
     mean = torch.tensor(mean, device=images.device).view(-1, 1, 1)
     std = torch.tensor(std, device=images.device).view(-1, 1, 1)
     return (images * std + mean).clamp(0, 1)
+
+
+def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Indices of a seeded random sample of `n` labels, the same number of each class."""
+    classes = labels.unique()
+    if n % len(classes):
+        raise ValueError(f"n={n} does not split evenly into {len(classes)} classes: "
+                         "pick a multiple")
+    generator = torch.Generator().manual_seed(seed)
+    chosen, per_class = [], n // len(classes)
+    for label in classes:
+        members = (labels == label).nonzero().view(-1)
+        if len(members) < per_class:
+            raise ValueError(f"class {label.item()} has {len(members)} images, fewer than the "
+                             f"{per_class} asked for: pick a smaller n")
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(chosen)[torch.randperm(n, generator=generator)]

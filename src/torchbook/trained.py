@@ -9,6 +9,9 @@ data and recipe, so that every chapter from 4 on runs alone, in any order, on Co
   with the best validation AUC), loaded from `cifar2_checkpoint_path()`, or trained here the same
   way and saved when there is no usable file; either way in eval mode, with no `.grad` set.
 - `cifar2_model_meta()`: what was saved with it (config, history, validation and test metrics).
+- `load_or_train_cifar8_backbone()`: chapter 10's backbone, a small CIFAR ResNet trained on the
+  eight CIFAR-10 classes that are not in cifar2 (no airplane, no automobile image at all), so that
+  transfer to cifar2 from it is honest; `cifar8_data()`, `cifar8_backbone_meta()`.
 
 Chapter 8's ten-class model, the same way: `cifar10_data()` (45,000 fit / 5,000 valid / 10,000
 test; 900 / 100 / 200 in fast mode), `load_or_train_cifar10_model()` (the chapter 7 ResNet
@@ -37,7 +40,7 @@ from torchbook.models import resnet
 from torchbook.recipe import (RecipeConfig, build_model, evaluate, make_optimizer, model_on_device,
                               prepare_batch, smoothed_targets, uses_channels_last)
 from torchbook.settings import by_mode, fast_mode, models_dir, seed_everything
-from torchbook.training import CheckpointCallback, Trainer, warmup_cosine_schedule
+from torchbook.training import CheckpointCallback, Trainer, train_step, warmup_cosine_schedule
 
 SPLIT_SEED = 0
 
@@ -400,3 +403,131 @@ def load_or_train_cifar10_model(device: Optional[torch.device] = None,
 def cifar10_model_meta() -> dict:
     """The metadata saved with the book's ten-class model (load or train it first)."""
     return read_checkpoint(cifar10_checkpoint_path())["meta"]
+
+
+CIFAR2_CLASSES = ("airplane", "automobile")
+
+
+@dataclass
+class Cifar8Data:
+    """CIFAR-10's training images without cifar2's classes: fit/valid splits, the eight classes."""
+
+    fit: Split
+    valid: Split
+    classes: list[str]
+
+
+def cifar8_backbone_path() -> Path:
+    """Where the book keeps chapter 10's eight-class backbone: a separate file in fast mode."""
+    return models_dir() / by_mode(full="cifar8_backbone.pt", fast="cifar8_backbone_fast.pt")
+
+
+def cifar8_backbone_config() -> RecipeConfig:
+    """The recipe's settings for the backbone: a few epochs (minutes on 2 CPU cores)."""
+    return by_mode(full=RecipeConfig(epochs=3, lr=0.1),
+                   fast=RecipeConfig(epochs=4, batch_size=32, lr=0.05, threads=1))
+
+
+def cifar8_backbone_model() -> nn.Module:
+    """The backbone's architecture: ResNet-8 of chapter 7, width 16, eight classes."""
+    return resnet(depth=8, width=16, num_classes=8)
+
+
+def without_classes(images: torch.Tensor, labels: torch.Tensor, classes: list[str],
+                    dropped: tuple[str, ...]) -> tuple[Split, list[str]]:
+    """The images of every class but `dropped`, labels renumbered 0..k-1; the kept classes."""
+    missing = set(dropped) - set(classes)
+    if missing:
+        raise ValueError(f"no class {sorted(missing)} among {classes}")
+    kept = [name for name in classes if name not in dropped]
+    new_label = torch.tensor([kept.index(name) if name in kept else -1 for name in classes])
+    relabelled = new_label[labels]
+    keep = relabelled >= 0
+    return Split(images[keep], relabelled[keep]), kept
+
+
+def cifar8_data() -> Cifar8Data:
+    """CIFAR-10's training folder without airplanes and automobiles, with a seeded hold-out."""
+    images, labels, classes = load_image_folder_as_tensors(cifar10_folder("train"))
+    split, kept = without_classes(images, labels, classes, CIFAR2_CLASSES)
+    fit_index, valid_index = validation_split(len(split.labels), by_mode(full=2000, fast=80))
+    return Cifar8Data(fit=Split(split.images[fit_index], split.labels[fit_index]),
+                      valid=Split(split.images[valid_index], split.labels[valid_index]),
+                      classes=kept)
+
+
+@torch.no_grad()
+def class_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   device: torch.device, batch_size: int = 500) -> float:
+    """Share of uint8 images whose largest logit is their label's (a many-class model)."""
+    model.eval()
+    hits = 0
+    for start in range(0, len(labels), batch_size):
+        x = prepare_batch(images[start:start + batch_size], device)
+        hits += (model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum().item()
+    return hits / len(labels)
+
+
+def fit_cifar8_backbone(data: Cifar8Data, config: RecipeConfig,
+                        device: torch.device) -> tuple[nn.Module, list[dict]]:
+    """Train the backbone with the recipe (augmentation, SGD, warm-up + cosine, smoothing)."""
+    seed_everything(config.seed)
+    model = cifar8_backbone_model().to(device).to(memory_format=torch.channels_last)
+    loader = TensorBatches(data.fit.images, data.fit.labels, config.batch_size, shuffle=True,
+                           drop_last=True, transform=partial(augment_on_device, config=config,
+                                                             device=device))
+    optimizer = make_optimizer(model, config)
+    scheduler = warmup_cosine_schedule(optimizer, config.epochs * len(loader),
+                                       config.warmup_fraction)
+    loss_fn = partial(F.cross_entropy, label_smoothing=config.label_smoothing)
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        for batch in loader:
+            train_step(model, batch, loss_fn, optimizer, device)
+            scheduler.step()
+        history.append({"epoch": epoch, "valid_accuracy": class_accuracy(
+            model, data.valid.images, data.valid.labels, device)})
+    return model, history
+
+
+def train_cifar8_backbone(path: Path, device: torch.device) -> nn.Module:
+    """Train the eight-class backbone on its fit split, save it with its validation accuracy."""
+    config, data = cifar8_backbone_config(), cifar8_data()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    try:
+        model, history = fit_cifar8_backbone(data, config, device)
+    finally:
+        torch.set_num_threads(threads)
+    save_checkpoint(path, model, {
+        "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
+        "architecture": "resnet(depth=8, width=16, num_classes=8)",
+        "train_images": len(data.fit.labels), "valid_images": len(data.valid.labels),
+        "valid_accuracy": history[-1]["valid_accuracy"], "history": history})
+    return model
+
+
+def load_or_train_cifar8_backbone(device: Optional[torch.device] = None,
+                                  progress: bool = False) -> nn.Module:
+    """Chapter 10's eight-class ResNet-8, eval mode, on `device`, no .grad: loaded, else trained.
+
+    `progress` is accepted for symmetry with the other loaders; the few epochs print nothing.
+    """
+    device = device or get_device()
+    path = cifar8_backbone_path()
+    model = cifar8_backbone_model()
+    try:
+        load_checkpoint(path, model)
+    except CheckpointError as error:
+        if path.exists():
+            print(f"Training the eight-class backbone again: {str(error).split('. ')[0]}.")
+        model = train_cifar8_backbone(path, device)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+def cifar8_backbone_meta() -> dict:
+    """The metadata saved with the eight-class backbone (load or train it first)."""
+    return read_checkpoint(cifar8_backbone_path())["meta"]

@@ -9,6 +9,9 @@
 - `Trainer` with `Callback`s (`LoggingCallback`, `CheckpointCallback`): fit/evaluate/predict,
   used by later chapters; `CheckpointCallback(last_path=...)` makes a run resumable (ch. 5).
 - `lr_range_test` (chapter 9): the loss while the learning rate grows step by step, to pick one.
+- `train_except_frozen`, `head_and_backbone_groups`: fine-tuning a trained model (chapter 10):
+  frozen layers stay in eval mode (BatchNorm keeps its statistics), and the backbone gets a lower
+  learning rate than the new head.
 
 A loader is any iterable of (x, y) batches. For the book's one-logit models, y holds 0/1 floats of
 shape [B, 1], as chapter 1's `to_float_target` makes them. The loops never call `.item()` per step:
@@ -343,3 +346,22 @@ def lr_range_test(model: nn.Module, loader: Iterable, loss_fn: LossFn, device: t
         if not math.isfinite(smoothed) or smoothed > stop_factor * best:
             break
     return pd.DataFrame(rows)
+
+
+def train_except_frozen(model: nn.Module) -> nn.Module:
+    """`model.train()`, but layers whose parameters are all frozen stay in eval mode."""
+    model.train()
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if own and not any(p.requires_grad for p in own):
+            module.eval()  # a frozen BatchNorm keeps (and uses) its running statistics
+    return model
+
+
+def head_and_backbone_groups(model: nn.Module, head: str, lr: float,
+                             backbone_lr: float) -> list[dict]:
+    """Parameter groups for an optimizer: submodule `head` at `lr`, the rest at `backbone_lr`."""
+    head_params = list(model.get_submodule(head).parameters())
+    in_head = {id(p) for p in head_params}
+    backbone_params = [p for p in model.parameters() if id(p) not in in_head]
+    return [{"params": backbone_params, "lr": backbone_lr}, {"params": head_params, "lr": lr}]
