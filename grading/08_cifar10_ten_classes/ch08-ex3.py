@@ -3,8 +3,8 @@ from otter.test_files import test_case
 
 OK_FORMAT = False
 name = "ch08-ex3"
-manual = ("the top-1, top-2 and top-3 validation accuracies, how much k = 2 adds, and which "
-          "confused pair explains much of it (cat/dog on the full data)")
+manual = ("the top-1, top-2 and top-3 validation accuracies, how many images k = 2 adds, and how "
+          "many of them are mix-ups of the most confused pair (cat/dog on the full data)")
 CHAPTER = {"check_confusion_counts", "confusion_counts", "images_per_second", "train_baseline"}
 
 
