@@ -109,6 +109,17 @@ def test_data_root_instead_of_split_gets_a_hint(run: Path, capsys) -> None:
     expect_input_error(code, capsys, "did you mean", "test")
 
 
+def test_other_classes_are_refused_before_any_image_is_decoded(run: Path, capsys,
+                                                                 monkeypatch) -> None:
+    """The data root holds test/: refusing it must not decode (read) the test images."""
+    def no_decoding(folder: Path) -> None:
+        raise AssertionError(f"decoded {folder}")
+
+    monkeypatch.setattr(evaluate, "load_image_folder_as_tensors", no_decoding)
+    code = evaluate.main([str(run / "best.pt"), "--data", str(SAMPLE / "cifar2")])
+    expect_input_error(code, capsys, "did you mean", "test")
+
+
 def test_missing_data_folder(run: Path, tmp_path, capsys) -> None:
     code = evaluate.main([str(run / "best.pt"), "--data", str(tmp_path / "nowhere")])
     expect_input_error(code, capsys, "no folder")

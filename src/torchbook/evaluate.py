@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
+from torchvision.datasets.folder import find_classes
 
 from torchbook.checkpoints import CheckpointError, first_line, load_weights, read_checkpoint
 from torchbook.datasets import load_image_folder_as_tensors, normalize_images
@@ -172,6 +173,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Load the run's model and the folder, check they match, and compute the metrics."""
     device = pick_device(args.device)
     model, meta = load_run(args.checkpoint, device)
+    if folder_problem(args.data) is None:  # the class folders first, before decoding any image
+        check_classes(args.data, find_classes(args.data)[0], meta)
     images, labels, classes = load_folder(args.data)
     check_classes(args.data, classes, meta)
     logits = predict_logits(model, images, meta["mean"], meta["std"], device, args.batch_size)
