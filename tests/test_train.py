@@ -66,6 +66,13 @@ def test_one_epoch_writes_checkpoints_and_history(one_epoch: Path) -> None:
     assert read_checkpoint(one_epoch / "best.pt")["meta"]["best_epoch"] == 1
 
 
+def test_the_first_line_says_one_epoch_in_the_singular(tmp_path, capsys) -> None:
+    """'1 epoch of N steps', not '1 epochs'."""
+    assert run_train(tmp_path / "run", "--epochs", "1") == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "; 1 epoch of " in first, first
+
+
 def test_validation_split_holds_out_a_tenth_of_train_and_never_reads_test(tmp_path) -> None:
     """180 of the sample's 200 training images are fitted, 20 validated; test/ is not needed."""
     data = tmp_path / "data"

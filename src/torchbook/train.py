@@ -389,8 +389,8 @@ def train(args: argparse.Namespace, writer: bool = True) -> int:
     meta["args"] = plain_args(args)  # the command line that wrote the checkpoints
     say(f"{settings['model']} (width {settings['width']}, {len(data.classes)} classes, "
         f"{count_parameters(model):,} parameters) on {len(data.fit_labels):,} images, "
-        f"validated on {len(data.valid_labels):,}; {args.epochs} epochs of {len(loader)} steps",
-        writer)
+        f"validated on {len(data.valid_labels):,}; {args.epochs} "
+        f"epoch{'s' if args.epochs != 1 else ''} of {len(loader)} steps", writer)
     fit(model, loader, data, optimizer, scheduler, meta, args, device, writer)
     say(f"best epoch {meta['best_epoch']}: valid_acc {meta['best_valid_acc']:.4f}; "
         f"{args.out}/best.pt, last.pt and history.csv written", writer)
