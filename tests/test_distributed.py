@@ -170,3 +170,11 @@ def test_a_worker_without_torchrun_exits_with_the_message(tmp_path: Path) -> Non
                                        TIMEOUT, env=env)
     assert codes[0] != 0 and "Launch the script with torchrun" in outputs[0]
     assert not (tmp_path / "w.json").exists()
+
+
+def test_clean_lines_drops_c10d_socket_warnings() -> None:
+    """torch 2.4's C++ c10d lines (a second launcher failing to bind the store port) are dropped."""
+    from torchbook.distributed import clean_lines
+    output = ("[W1202 01:22:50.189250540 socket.cpp:461] [c10d] The server socket has failed to bind\n"
+              "epoch   1/1  train_loss 0.6\n")
+    assert clean_lines(output) == ["epoch   1/1  train_loss 0.6"]

@@ -310,6 +310,7 @@ def run_launchers(commands: Sequence[Sequence[str]], timeout: float = 300,
 
 
 TORCHRUN_LOG = re.compile(r"^\s*(\[[^\]]*\]:?)?\s*[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] ?")
+C10D_LOG = re.compile(r"^\[[IWE]\d{4} \d\d:\d\d:\d\d\.\d+ \S+\]")  # c10d's C++ lines (torch 2.4)
 RANK_TRACEBACK = re.compile(r"^\[rank(\d+)\]: ?")  # how torch prefixes a worker's traceback
 EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b")
 
@@ -332,6 +333,8 @@ def clean_lines(output: str, keep_log: Sequence[str] = ()) -> list[str]:
             text = line[rank_line.end():]
             if EXCEPTION_LINE.match(text):
                 lines.append(f"rank {rank_line.group(1)} failed: {short_error(text)}")
+        elif C10D_LOG.match(line):
+            continue
         elif prefix is None:
             if line.strip() and not set(line.strip()) <= {"*"}:
                 lines.append(line)
