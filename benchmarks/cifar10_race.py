@@ -47,8 +47,8 @@ from torchbook.trained import (Cifar10Config, bf16_autocast_enabled, cifar10_che
                                cifar10_data, cifar10_metrics, fit_cifar10_model,
                                predict_cifar10_proba)
 
-from cifar2_race import peak_rss_mb, ratio
-from common import REPO, cpu_model, display_path, write_json_atomically
+from common import (REPO, check_race_data, cpu_model, display_path, peak_rss_mb, ratio, train_plain,
+                    write_json_atomically)
 
 SEED_PARAMETERS = 296_130
 
@@ -75,18 +75,8 @@ def train_seed(train_dir: Path, epochs: int, device: torch.device) -> tuple[nn.M
     if count_parameters(model) != SEED_PARAMETERS:
         raise RuntimeError(f"SimpleCNN has {count_parameters(model)} parameters, "
                            f"not {SEED_PARAMETERS}")
-    loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    seen = 0
-    for _ in range(epochs):
-        model.train()
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(images), labels)
-            loss.backward()
-            optimizer.step()
-            seen += len(labels)
+    seen = train_plain(model, loader, nn.CrossEntropyLoss(), optimizer, epochs, device)
     return model, time.perf_counter() - start, seen
 
 
@@ -161,15 +151,6 @@ def format_table(recipes: dict, ratios: dict) -> str:
     return "\n".join(lines)
 
 
-def check_data(data: Path) -> None:
-    """Fail early, with what to do, if `data` is not an ImageFolder root with train/ and test/."""
-    missing = [split for split in ("train", "test") if not (data / split).is_dir()]
-    if missing:
-        raise SystemExit(f"{data} has no {' or '.join(missing)}/ folder: pass --data DIR, a "
-                         "CIFAR-10 ImageFolder root with train/ and test/ (run `make data` to "
-                         "prepare data/cifar10)")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -199,7 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run both recipes, print the table and write the JSON; return the payload."""
     args = parse_args(argv)
-    check_data(args.data)
+    check_race_data(args.data, "CIFAR-10", "cifar10")
     device = get_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

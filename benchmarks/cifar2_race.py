@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import resource
 import shlex
 import sys
 import time
@@ -41,15 +40,10 @@ from torchbook.models import SigmoidNet, count_parameters
 from torchbook.recipe import RecipeConfig, evaluate, train_recipe
 from torchbook.settings import seed_everything
 
-from common import REPO, cpu_model, display_path, write_json_atomically
+from common import (REPO, check_race_data, cpu_model, display_path, peak_rss_mb, ratio, train_plain,
+                    write_json_atomically)
 
 SEED_PARAMETERS = 54_273
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def seed_loader(folder: Path, shuffle: bool) -> DataLoader:
@@ -71,18 +65,8 @@ def train_seed(train_dir: Path, epochs: int, device: torch.device) -> tuple[nn.M
     model = SigmoidNet().to(device)
     if count_parameters(model) != SEED_PARAMETERS:
         raise RuntimeError(f"the seed Net has {count_parameters(model)} parameters, not {SEED_PARAMETERS}")
-    loss_fn = nn.BCELoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    seen = 0
-    for _ in range(epochs):
-        model.train()
-        for images, targets in loader:
-            images, targets = images.to(device), targets.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(images), targets)
-            loss.backward()
-            optimizer.step()
-            seen += len(targets)
+    seen = train_plain(model, loader, nn.BCELoss(), optimizer, epochs, device)
     return model, time.perf_counter() - start, seen
 
 
@@ -129,11 +113,6 @@ def race_book(data: Path, config: RecipeConfig, device: torch.device) -> dict:
             "parameters": count_parameters(model), "config": config.to_dict()}
 
 
-def ratio(numerator: float, denominator: float) -> float | None:
-    """numerator / denominator rounded, or None when the denominator is 0."""
-    return round(numerator / denominator, 2) if denominator else None
-
-
 def format_table(recipes: dict, ratios: dict) -> str:
     """The race as a small text table."""
     lines = [f"{'recipe':<6} {'epochs':>6} {'accuracy':>9} {'auc':>7} {'train s':>8} {'images/s':>9} {'peak MB':>8}"]
@@ -142,16 +121,6 @@ def format_table(recipes: dict, ratios: dict) -> str:
                      f"{r['train_seconds']:>8.1f} {r['train_images_per_second']:>9.0f} {r['peak_rss_mb']:>8.0f}")
     lines.append(f"ratios: time (seed/book) {ratios['time']}x, error (seed/book) {ratios['error']}x")
     return "\n".join(lines)
-
-
-
-
-def check_data(data: Path) -> None:
-    """Fail early, with what to do, if `data` is not an ImageFolder root with train/ and test/."""
-    missing = [split for split in ("train", "test") if not (data / split).is_dir()]
-    if missing:
-        raise SystemExit(f"{data} has no {' or '.join(missing)}/ folder: pass --data DIR, a cifar2 "
-                         "ImageFolder root with train/ and test/ (run `make data` to prepare data/cifar2)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -171,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run both recipes, print the table and write the JSON; return the payload."""
     args = parse_args(argv)
-    check_data(args.data)
+    check_race_data(args.data, "cifar2", "cifar2")
     device = get_device(args.device)
     config = RecipeConfig() if args.book_epochs is None else RecipeConfig(epochs=args.book_epochs)
     recipes = {"seed": race_seed(args.data, args.seed_epochs, device)}

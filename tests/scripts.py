@@ -1,4 +1,5 @@
-"""Import the repository's command-line scripts (tools/, benchmarks/) as modules for testing."""
+"""Import the repository's command-line scripts (tools/, benchmarks/) as modules for testing, and
+check how the package's commands report bad input."""
 from __future__ import annotations
 
 import importlib.util
@@ -21,3 +22,12 @@ def import_script(folder: str, name: str) -> ModuleType:
     os.environ.clear()
     os.environ.update(before)
     return module
+
+
+def expect_input_error(code: int, capsys, *words: str) -> None:
+    """Exit code 2 and one line on stderr that starts with 'error:' and names the problem."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, err

@@ -17,6 +17,8 @@ from torchbook.datasets import load_image_folder_as_tensors, normalize_images
 from torchbook.models import resnet
 from torchbook.recipe import RecipeConfig, build_model
 
+from scripts import expect_input_error
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 TEST = SAMPLE / "cifar2" / "test"
@@ -69,15 +71,6 @@ def test_classification_metrics_of_known_logits() -> None:
     two = evaluate.classification_metrics(torch.tensor([[0.0, 1], [0, 2], [1, 0]]),
                                           torch.tensor([0, 1, 0]), ["x", "y"])
     assert two["auc"] == 1.0 and two["accuracy"] == pytest.approx(2 / 3)
-
-
-def expect_input_error(code: int, capsys, *words: str) -> None:
-    """Exit code 2 and one line on stderr that starts with 'error:' and names the problem."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for word in words:
-        assert word in err, err
 
 
 def test_missing_checkpoint(tmp_path, capsys) -> None:

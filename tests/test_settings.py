@@ -105,3 +105,16 @@ def test_deterministic_false_restores_the_defaults_and_the_variable(
     settings.seed_everything(3, deterministic=False)
     assert kernel_settings()[3] == "user value"
 
+
+
+def test_cpu_threads_sets_and_restores_the_thread_count() -> None:
+    """Inside the block torch uses the asked threads (None: unchanged); after it, the old count."""
+    import torch
+
+    from torchbook.settings import cpu_threads
+    before = torch.get_num_threads()
+    with cpu_threads(1) as inside:
+        assert inside == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(None) as inside:
+        assert inside == before

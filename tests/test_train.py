@@ -19,6 +19,8 @@ from torchbook import train
 from torchbook.checkpoints import read_checkpoint, save_checkpoint
 from torchbook.recipe import RecipeConfig, build_model
 
+from scripts import expect_input_error
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "cifar2"
 TINY = ["--model", "resnet8", "--width", "8", "--batch-size", "32", "--no-progress"]
@@ -128,15 +130,6 @@ def test_a_longer_resumed_run_follows_the_longer_schedule(one_epoch: Path, tmp_p
     assert run_train(run, "--epochs", "3", "--resume") == 0
     lr = pd.read_csv(run / "history.csv")["lr"].tolist()
     assert lr[1] > 0.05  # 5 of 15 steps done: high in the cosine, not the 2-epoch run's end
-
-
-def expect_input_error(code: int, capsys, *words: str) -> None:
-    """Exit code 2 and one line on stderr that starts with 'error:' and names the problem."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for word in words:
-        assert word in err, err
 
 
 def test_missing_data_folder(tmp_path, capsys) -> None:

@@ -217,3 +217,20 @@ def test_cifar8_backbone_never_sees_an_airplane_or_automobile(tmp_path, monkeypa
     assert (tmp_path / "cifar8_backbone_fast.pt").stat().st_mtime_ns == stamp
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(),
                                                  model.state_dict().values()))
+
+
+def test_load_or_train_loads_a_saved_file_and_trains_without_one(tmp_path, capsys) -> None:
+    """A usable file is loaded (train not called); none, or a stale reason, calls train()."""
+    from torch import nn
+
+    from torchbook.checkpoints import save_checkpoint
+    saved = nn.Linear(2, 1)
+    save_checkpoint(tmp_path / "m.pt", saved)
+    fresh = trained.load_or_train(tmp_path / "m.pt", nn.Linear(2, 1), lambda: None, "a model")
+    assert torch.equal(fresh.weight, saved.weight)
+    marker = nn.Linear(2, 1)
+    assert trained.load_or_train(tmp_path / "none.pt", nn.Linear(2, 1), lambda: marker,
+                                 "a model") is marker
+    assert trained.load_or_train(tmp_path / "m.pt", nn.Linear(2, 1), lambda: marker, "a model",
+                                 stale="old config. more") is marker
+    assert "Training a model again: old config." in capsys.readouterr().out

@@ -570,7 +570,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def interrupt_on_sigterm(signum: int, frame: object) -> None:
-    """Treat SIGTERM like Ctrl-C, so that the temporary folder is cleaned up."""
+    """Treat SIGTERM like Ctrl-C (KeyboardInterrupt): a command stops and cleans up the same way."""
     raise KeyboardInterrupt
 
 

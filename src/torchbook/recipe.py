@@ -30,6 +30,7 @@ from torch import nn
 
 from torchbook.datasets import normalize_images, random_flip_crop
 from torchbook.evaluation import accuracy_from_logits, roc_auc
+from torchbook.settings import cpu_threads
 from torchbook.training import warmup_cosine_schedule
 
 
@@ -115,13 +116,19 @@ def smoothed_targets(labels: torch.Tensor, smoothing: float) -> torch.Tensor:
     return labels.float().view(-1, 1) * (1 - smoothing) + smoothing / 2
 
 
-def make_optimizer(model: nn.Module, config: RecipeConfig) -> torch.optim.Optimizer:
+def nesterov_sgd(model: nn.Module, lr: float, momentum: float,
+                 weight_decay: float) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum; no weight decay on BatchNorm and bias parameters."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
+    groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+
+
+def make_optimizer(model: nn.Module, config: RecipeConfig) -> torch.optim.Optimizer:
+    """The recipe's optimiser: `nesterov_sgd` with the config's lr, momentum and weight decay."""
+    return nesterov_sgd(model, config.lr, config.momentum, config.weight_decay)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: RecipeConfig,
@@ -155,13 +162,8 @@ def train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor,
                  progress: bool = False) -> tuple[RecipeNet, pd.DataFrame]:
     """Train the recipe's model on uint8 images (N, 3, H, W) and 0/1 labels; return it and its history."""
     config = config or RecipeConfig()
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with cpu_threads(config.threads):
         return _train_recipe(train_images, train_labels, config, torch.device(device or "cpu"), progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor, config: RecipeConfig,

@@ -1,10 +1,11 @@
-"""Book-wide settings: fast mode, where the data lives, and seeding."""
+"""Book-wide settings: fast mode, where the data lives, seeding, and CPU threads."""
 from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Iterator, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -102,3 +103,13 @@ def use_deterministic_kernels(enabled: bool = True) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = enabled
 
+
+@contextmanager
+def cpu_threads(threads: Optional[int]) -> Iterator[int]:
+    """Run the block with `threads` torch CPU threads (None or 0: unchanged), then restore them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

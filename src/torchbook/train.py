@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from torchbook.checkpoints import (CheckpointError, read_checkpoint, resume_checkpoint,
                                    save_checkpoint)
+from torchbook.data import interrupt_on_sigterm
 from torchbook.datasets import channel_mean_std, normalize_images, random_flip_crop
 from torchbook.device import CHOICES
 from torchbook.distributed import (NotLaunchedByTorchrun, cleanup, init_from_torchrun,
@@ -58,6 +59,7 @@ from torchbook.distributed import (NotLaunchedByTorchrun, cleanup, init_from_tor
 from torchbook.evaluate import (InputError, check_run_checkpoint, classification_metrics,
                                 load_folder, pick_device, predict_logits)
 from torchbook.models import count_parameters, resnet_by_name
+from torchbook.recipe import nesterov_sgd
 from torchbook.settings import seed_everything
 from torchbook.training import warmup_cosine_schedule
 from torchbook.trained import validation_split
@@ -244,13 +246,8 @@ def bare_model(model: nn.Module) -> nn.Module:
 
 
 def make_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum; weight decay on weights, not on biases and BatchNorm."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": settings["weight_decay"]},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=settings["lr"], momentum=settings["momentum"],
-                           nesterov=True)
+    """The recipe's SGD (Nesterov momentum, no weight decay on biases and BatchNorm)."""
+    return nesterov_sgd(model, settings["lr"], settings["momentum"], settings["weight_decay"])
 
 
 def augment_batch(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
@@ -417,11 +414,6 @@ def interrupted_message(out: Path) -> str:
         return "interrupted before the first epoch ended: no checkpoint was written."
     return (f"interrupted: the last complete checkpoint is {last} (epoch {epoch}); continue "
             "with --resume.")
-
-
-def interrupt_on_sigterm(signum: int, frame: object) -> None:
-    """Treat SIGTERM like Ctrl-C, so that the run stops the same way."""
-    raise KeyboardInterrupt
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 import torch
@@ -39,7 +39,7 @@ from torchbook.device import get_device
 from torchbook.models import resnet
 from torchbook.recipe import (RecipeConfig, build_model, evaluate, make_optimizer, model_on_device,
                               prepare_batch, smoothed_targets, uses_channels_last)
-from torchbook.settings import by_mode, fast_mode, models_dir, seed_everything
+from torchbook.settings import by_mode, cpu_threads, fast_mode, models_dir, seed_everything
 from torchbook.training import CheckpointCallback, Trainer, train_step, warmup_cosine_schedule
 
 SPLIT_SEED = 0
@@ -118,12 +118,8 @@ def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.devic
     best = CheckpointCallback(monitor="valid_auc", mode="max")
     trainer = Trainer(model, partial(smoothed_bce, smoothing=config.label_smoothing), optimizer,
                       device, scheduler, callbacks=[best], progress=progress)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads or threads)
-    try:
+    with cpu_threads(config.threads):
         trainer.fit(train_loader, valid_loader, epochs=config.epochs)
-    finally:
-        torch.set_num_threads(threads)
     best.restore_best(model)
     return model, trainer, best
 
@@ -141,23 +137,39 @@ def train_cifar2_model(path: Path, device: torch.device, progress: bool = False)
     return model
 
 
-def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
-    """The book's cifar2 model, eval mode, on `device`, no .grad: loaded if saved, else trained."""
-    device = device or get_device()
-    path = cifar2_checkpoint_path()
-    config = cifar2_recipe_config()
-    model = build_model(config)
+def load_or_train(path: Path, model: nn.Module, train: Callable[[], nn.Module], what: str,
+                  stale: Optional[str] = None) -> nn.Module:
+    """`model` with the weights saved at `path`, or `train()` when there is no usable file.
+
+    `stale`: a reason to train again although the file loads (e.g. another recipe config).
+    """
     try:
+        if stale:
+            raise CheckpointError(stale)
         load_checkpoint(path, model)
+        return model
     except CheckpointError as error:
         if path.exists():
-            print(f"Training the cifar2 model again: {str(error).split('. ')[0]}.")
-        model = train_cifar2_model(path, device, progress=progress)
+            print(f"Training {what} again: {str(error).split('. ')[0]}.")
+        return train()
+
+
+def ready_for_inference(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """The model on `device` (channels-last if asked), in eval mode, with no .grad left over."""
     model = model.to(device)
-    if config.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.zero_grad(set_to_none=True)  # a model just trained keeps its last step's .grad
     return model.eval()
+
+
+def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
+    """The book's cifar2 model, eval mode, on `device`, no .grad: loaded if saved, else trained."""
+    device = device or get_device()
+    path, config = cifar2_checkpoint_path(), cifar2_recipe_config()
+    model = load_or_train(path, build_model(config),
+                          lambda: train_cifar2_model(path, device, progress), "the cifar2 model")
+    return ready_for_inference(model, device, config.channels_last)
 
 
 def cifar2_model_meta() -> dict:
@@ -315,10 +327,8 @@ def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.de
     steps = config.epochs * max(1, len(data.fit.labels) // config.batch_size)
     scheduler = warmup_cosine_schedule(optimizer, steps, config.warmup_fraction)
     bf16 = bf16_autocast_enabled(config, device)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads or threads)
     rows, best_state, best_epoch = [], None, 0
-    try:
+    with cpu_threads(config.threads):
         bar = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
         for epoch in bar:
             start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
@@ -333,8 +343,6 @@ def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.de
             if best_state is None or row["valid_acc"] > rows[best_epoch - 1]["valid_acc"]:
                 best_epoch = epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    finally:
-        torch.set_num_threads(threads)
     model.load_state_dict(best_state)
     return model, pd.DataFrame(rows), best_epoch
 
@@ -382,22 +390,13 @@ def load_or_train_cifar10_model(device: Optional[torch.device] = None,
     A saved model trained with another recipe config is trained again, with a message.
     """
     device = device or get_device()
-    path = cifar10_checkpoint_path()
-    config = cifar10_recipe_config()
-    model = build_cifar10_model(config)
-    try:
-        if path.exists() and saved_cifar10_config(path) not in (None, config.to_dict()):
-            raise CheckpointError(f"{path} was trained with another recipe config. ")
-        load_checkpoint(path, model)
-    except CheckpointError as error:
-        if path.exists():
-            print(f"Training the ten-class model again: {str(error).split('. ')[0]}.")
-        model = train_cifar10_model(path, device, progress=progress)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.zero_grad(set_to_none=True)  # a model just trained keeps its last step's .grad
-    return model.eval()
+    path, config = cifar10_checkpoint_path(), cifar10_recipe_config()
+    other_config = path.exists() and saved_cifar10_config(path) not in (None, config.to_dict())
+    stale = f"{path} was trained with another recipe config. " if other_config else None
+    model = load_or_train(path, build_cifar10_model(config),
+                          lambda: train_cifar10_model(path, device, progress=progress),
+                          "the ten-class model", stale)
+    return ready_for_inference(model, device, config.channels_last)
 
 
 def cifar10_model_meta() -> dict:
@@ -494,12 +493,8 @@ def fit_cifar8_backbone(data: Cifar8Data, config: RecipeConfig,
 def train_cifar8_backbone(path: Path, device: torch.device) -> nn.Module:
     """Train the eight-class backbone on its fit split, save it with its validation accuracy."""
     config, data = cifar8_backbone_config(), cifar8_data()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads or threads)
-    try:
+    with cpu_threads(config.threads):
         model, history = fit_cifar8_backbone(data, config, device)
-    finally:
-        torch.set_num_threads(threads)
     save_checkpoint(path, model, {
         "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
         "architecture": "resnet(depth=8, width=16, num_classes=8)",
@@ -516,16 +511,9 @@ def load_or_train_cifar8_backbone(device: Optional[torch.device] = None,
     """
     device = device or get_device()
     path = cifar8_backbone_path()
-    model = cifar8_backbone_model()
-    try:
-        load_checkpoint(path, model)
-    except CheckpointError as error:
-        if path.exists():
-            print(f"Training the eight-class backbone again: {str(error).split('. ')[0]}.")
-        model = train_cifar8_backbone(path, device)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    model.zero_grad(set_to_none=True)
-    return model.eval()
+    model = load_or_train(path, cifar8_backbone_model(),
+                          lambda: train_cifar8_backbone(path, device), "the eight-class backbone")
+    return ready_for_inference(model, device, channels_last=True)
 
 
 def cifar8_backbone_meta() -> dict:
