@@ -160,14 +160,6 @@ def process_device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_reduce_sum(values: Sequence[float]) -> list[float]:
-    """Each value summed over all ranks (unchanged in a single process)."""
-    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=process_device())
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.tolist()
-
-
 def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """A copy of the tensor summed over all ranks (the tensor itself in a single process)."""
     if not is_distributed():
@@ -175,6 +167,12 @@ def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     total = tensor.clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
+
+
+def all_reduce_sum(values: Sequence[float]) -> list[float]:
+    """Each value summed over all ranks (unchanged in a single process)."""
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=process_device())
+    return sum_over_ranks(tensor).tolist()
 
 
 def all_reduce_mean(value: float) -> float:

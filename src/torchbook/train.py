@@ -55,7 +55,8 @@ from torchbook.datasets import channel_mean_std, normalize_images, random_flip_c
 from torchbook.device import CHOICES
 from torchbook.distributed import (NotLaunchedByTorchrun, cleanup, init_from_torchrun,
                                    is_distributed, is_main_process, process_device, rank,
-                                   restarted_by_torchrun, sum_over_ranks, world_size, wrap_ddp)
+                                   restarted_by_torchrun, sum_over_ranks, unwrap, world_size,
+                                   wrap_ddp)
 from torchbook.evaluate import (InputError, check_run_checkpoint, classification_metrics,
                                 load_folder, pick_device, predict_logits)
 from torchbook.models import count_parameters, resnet_by_name
@@ -240,11 +241,6 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     return wrap_ddp(model, device) if is_distributed() else model
 
 
-def bare_model(model: nn.Module) -> nn.Module:
-    """The model inside a wrapper such as DistributedDataParallel (the model itself if none)."""
-    return getattr(model, "module", model)
-
-
 def make_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
     """The recipe's SGD (Nesterov momentum, no weight decay on biases and BatchNorm)."""
     return nesterov_sgd(model, settings["lr"], settings["momentum"], settings["weight_decay"])
@@ -283,7 +279,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 
 def validate(model: nn.Module, data: TrainData, meta: dict, device: torch.device) -> dict:
     """Loss, accuracy (and AUC for two classes) on the validation images."""
-    logits = predict_logits(bare_model(model), data.valid_images, meta["mean"], meta["std"],
+    logits = predict_logits(unwrap(model), data.valid_images, meta["mean"], meta["std"],
                             device)
     metrics = classification_metrics(logits, data.valid_labels, data.classes)
     names = {"loss": "valid_loss", "accuracy": "valid_acc", "auc": "valid_auc"}
@@ -297,8 +293,8 @@ def save_run_state(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     if not writer:
         return
     if best:
-        save_checkpoint(out / "best.pt", bare_model(model), meta)
-    save_checkpoint(out / "last.pt", bare_model(model), meta, optimizer, scheduler)
+        save_checkpoint(out / "best.pt", unwrap(model), meta)
+    save_checkpoint(out / "last.pt", unwrap(model), meta, optimizer, scheduler)
 
 
 def write_history(rows: list[dict], path: Path, writer: bool = True) -> None:
@@ -376,7 +372,7 @@ def train(args: argparse.Namespace, writer: bool = True) -> int:
     loader = make_loader(data, settings["batch_size"], settings["seed"])
     scheduler = warmup_cosine_schedule(optimizer, args.epochs * len(loader), settings["warmup"])
     if saved:
-        meta = resume_checkpoint(args.out / "last.pt", bare_model(model), optimizer, scheduler)
+        meta = resume_checkpoint(args.out / "last.pt", unwrap(model), optimizer, scheduler)
         apply_schedule(optimizer, scheduler)
         say(f"resuming {args.out} after epoch {meta['epoch']}", writer)
     else:
