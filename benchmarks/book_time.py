@@ -10,12 +10,14 @@ Usage (from the repository root; `make booktime` runs the first line):
 
     python benchmarks/book_time.py                                  # every chapter, both modes
     python benchmarks/book_time.py --fast-only --notebooks 00_setup --json /tmp/book_time.json
+    python benchmarks/book_time.py --full-only --notebooks 08 --update   # re-time one chapter
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import shlex
@@ -120,6 +122,21 @@ def format_table(notebooks: dict[str, dict]) -> str:
 
 
 
+def merge_runs(earlier: dict[str, dict], now: dict[str, dict]) -> dict[str, dict]:
+    """The runs of `earlier` with those timed `now` put in their place, in chapter order."""
+    merged = {name: dict(runs) for name, runs in earlier.items()}
+    for name, runs in now.items():
+        merged.setdefault(name, {}).update(runs)
+    return dict(sorted(merged.items()))
+
+
+def earlier_commands(earlier: dict) -> list[str]:
+    """The commands (with dates) that timed the runs kept from an earlier JSON (--update)."""
+    if not earlier:
+        return []
+    return [*earlier.get("earlier_commands", []), f"{earlier['command']} ({earlier['date']})"]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,6 +147,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--fast-only", action="store_true", help="only fast mode (BOOK_FAST=1)")
     modes.add_argument("--full-only", action="store_true", help="only the full data")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the other runs already in --json; replace only those timed now")
     return parser.parse_args(argv)
 
 
@@ -138,22 +157,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     modes = ["fast"] * (not args.full_only) + ["full"] * (not args.fast_only)
     notebooks: dict[str, dict] = {}
+    load_before = os.getloadavg()  # a busy machine makes every chapter slower: record how busy
+    earlier = json.loads(args.json.read_text()) if args.update and args.json.is_file() else {}
     for notebook in find_notebooks(args.notebooks):
         for mode in modes:
+            load = os.getloadavg()[0]
             run = time_notebook(notebook, fast=(mode == "fast"))
+            run.update(date=dt.datetime.now().isoformat(timespec="seconds"),
+                       load_average_at_start=round(load, 2))
             notebooks.setdefault(notebook.stem, {})[mode] = run
             print(f"{notebook.stem} {mode}: {run['seconds']:.1f} s, {run['peak_rss_mb']:.0f} MB"
                   + ("" if run["ok"] else " FAILED"), flush=True)
     words = ["python", "benchmarks/book_time.py", *(sys.argv[1:] if argv is None else argv)]
-    payload = {"command": shlex.join(words), "date": dt.datetime.now().isoformat(timespec="seconds"),
+    timed_now = notebooks
+    notebooks = merge_runs(earlier.get("notebooks", {}), notebooks)
+    payload = {"command": shlex.join(words),
+               "earlier_commands": earlier_commands(earlier), "date": dt.datetime.now().isoformat(timespec="seconds"),
                "python": platform.python_version(), "torch": importlib.metadata.version("torch"),
                "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
+               "load_average": {"start": [round(x, 2) for x in load_before],
+                                "end": [round(x, 2) for x in os.getloadavg()]},
                "limits": LIMITS, "notebooks": notebooks,
                **summarise(notebooks)}
     print(format_table(notebooks))
     print(f"totals: {payload['totals']}, all within limits: {payload['all_within_limits']}")
     write_json_atomically(args.json, payload)
-    return 0 if all(run["ok"] for runs in notebooks.values() for run in runs.values()) else 1
+    return 0 if all(run["ok"] for runs in timed_now.values() for run in runs.values()) else 1
 
 
 if __name__ == "__main__":

@@ -146,6 +146,28 @@ def test_committed_cifar10_race_has_the_shape_and_meets_the_bar():
     assert book["test_accuracy"] > payload["recipes"]["seed"]["test_accuracy"]
 
 
+def test_cifar10_candidates_record_validation_only_and_replace_a_rerun(tmp_path, capsys,
+                                                                      monkeypatch):
+    """One entry per setting, with its validation history; the test images are never predicted."""
+    from torchbook import trained
+
+    candidates, predicted, predict = load_script("cifar10_candidates"), [], trained.predict_cifar10_proba
+    monkeypatch.setattr(trained, "predict_cifar10_proba", lambda model, images, *args, **kwargs:
+                        predicted.append(len(images)) or predict(model, images, *args, **kwargs))
+    out = tmp_path / "candidates.json"
+    args = ["--data", str(SAMPLE10), "--json", str(out), "--device", "cpu", "--epochs", "1"]
+    first = candidates.main(args + ["--depth", "8", "--batch-size", "64"])
+    candidates.main(args + ["--depth", "8", "--batch-size", "64"])  # the same setting again
+    candidates.main(args + ["--depth", "14", "--batch-size", "64"])
+    recorded = json.loads(out.read_text())["candidates"]
+    assert sorted(recorded) == ["resnet14-w16-b64-lr0.2-e1", "resnet8-w16-b64-lr0.2-e1"]
+    assert first["config"]["depth"] == 8 and first["config"]["epochs"] == 1
+    assert first["fit_images"] == 900 and first["valid_images"] == 100
+    assert first["history"]["epoch"] == [1] and 0 <= first["best_valid_accuracy"] <= 1
+    assert predicted == [100, 100, 100]  # the validation images, once per run and epoch
+    assert "resnet8-w16-b64-lr0.2-e1" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(not (REPO / "benchmarks" / "data_pipeline.py").exists(),
                     reason="benchmarks/data_pipeline.py is not in this checkout")
 def test_data_pipeline_on_the_sample_writes_the_json(tmp_path):
@@ -194,6 +216,19 @@ def test_book_time_runs_a_tiny_notebook(book_time, tmp_path):
     assert run["ok"] is True and run["seconds"] > 0 and run["peak_rss_mb"] > run["peak_process_rss_mb"] / 2
     assert set(payload["totals"]) == {"fast_seconds", "fast_peak_rss_mb"}
     assert payload["cpu_model"] and payload["cpu_model"] != "unknown"
+
+
+def test_book_time_update_replaces_only_the_runs_timed_again(book_time):
+    earlier = {"00_setup": {"fast": {"seconds": 1.0}, "full": {"seconds": 2.0}},
+               "08_cifar10_ten_classes": {"full": {"seconds": 3.0, "ok": False}}}
+    merged = book_time.merge_runs(earlier, {"08_cifar10_ten_classes": {"full": {"seconds": 4.0}}})
+    assert merged == {"00_setup": {"fast": {"seconds": 1.0}, "full": {"seconds": 2.0}},
+                      "08_cifar10_ten_classes": {"full": {"seconds": 4.0}}}
+    assert earlier["08_cifar10_ten_classes"]["full"]["seconds"] == 3.0  # not changed in place
+    assert book_time.earlier_commands({}) == []
+    assert book_time.earlier_commands({"command": "python b.py", "date": "d",
+                                       "earlier_commands": ["python a.py (c)"]}) == [
+        "python a.py (c)", "python b.py (d)"]
 
 
 def test_ablation_averages_quality_over_seeds():
