@@ -212,7 +212,8 @@ def test_chapter_times_formats_measured_fast_full_and_gpu(tmp_path: Path,
     monkeypatch.setattr(book, "read_book_times", lambda _=None: read(path))
     line = book.chapter_times("03_training_loops")
     assert line == ("Run time on a 2-core CPU: 4.2 min on the full data, 42 s in fast mode; "
-                    "30 s on a GPU (full data) (measured by make booktime).")
+                    "30 s on a GPU (full data) (measured by make booktime, with the trained "
+                    "models already saved).")
     assert "not measured" in book.chapter_times("09_nothing")
 
 

@@ -218,8 +218,11 @@ def test_script_gives_exit_code_2_without_traceback(tmp_path) -> None:
 def test_ctrl_c_leaves_the_last_complete_checkpoint(tmp_path) -> None:
     """SIGINT after the first checkpoint: exit 130, a message, a loadable last.pt, resumable."""
     out = tmp_path / "run"
+    # A shell script's background job (`make test &`) inherits SIGINT ignored; Ctrl-C reaches a
+    # terminal's foreground process with the default action, so give the command that back.
     process = script("train", "--data", str(SAMPLE), "--out", str(out), *TINY,
-                     "--epochs", "1000")
+                     "--epochs", "1000",
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (out / "last.pt").exists() and process.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint within 120 s"

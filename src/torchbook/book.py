@@ -86,4 +86,4 @@ def chapter_times(chapter_stem: str) -> str:
     line = "Run time on a 2-core CPU: " + ", ".join(parts)
     if seconds["gpu"] is not None:
         line += f"; {format_duration(seconds['gpu'])} on a GPU (full data)"
-    return line + " (measured by make booktime)."
+    return line + " (measured by make booktime, with the trained models already saved)."
