@@ -178,3 +178,17 @@ def test_clean_lines_drops_c10d_socket_warnings() -> None:
     output = ("[W1202 01:22:50.189250540 socket.cpp:461] [c10d] The server socket has failed to bind\n"
               "epoch   1/1  train_loss 0.6\n")
     assert clean_lines(output) == ["epoch   1/1  train_loss 0.6"]
+
+
+def test_a_launch_that_outlives_its_timeout_says_what_it_printed() -> None:
+    """The TimeoutError carries the last lines of the hung command, and the block kills it."""
+    command = [sys.executable, "-c", "import time; print('waiting for rank 1', flush=True); "
+                                     "time.sleep(60)"]
+    with ddp.Launch([command]) as launch:
+        deadline = time.monotonic() + 30
+        while "waiting" not in launch.outputs()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(TimeoutError, match="still running after 0 s(.|\n)*waiting for rank 1"):
+            launch.wait(timeout=0.1)
+        process = launch.processes[0]
+    assert process.poll() is not None  # leaving the block ended it

@@ -111,3 +111,21 @@ def test_chapter_runs_and_its_checked_outputs_match(chapter: Path) -> None:
     run = executed_notebook("notebooks", chapter.stem)
     problems = run_chapters.checked_output_problems(stored, run)
     assert not problems, "\n".join(problems)
+
+
+def test_the_chapters_that_must_run_alone_run_after_the_others(monkeypatch) -> None:
+    """Chapter 11 starts process groups and times them: nothing else runs beside it."""
+    running, order = [], []
+
+    def fake_run(run: dict, timeout: float) -> dict:
+        running.append(run["stem"])
+        order.append((run["stem"], list(running)))
+        running.remove(run["stem"])
+        return {"kind": "notebooks", "stem": run["stem"], "seconds": 0.0, "ok": True,
+                "error": None}
+
+    monkeypatch.setattr(run_chapters, "run_one", fake_run)
+    runs = [{"stem": stem} for stem in ("11_distributed_training", "03_x", "07_y")]
+    run_chapters.run_all(runs, jobs=2, timeout=1)
+    assert order[-1] == ("11_distributed_training", ["11_distributed_training"])
+    assert "11_distributed_training" in run_chapters.RUN_ALONE

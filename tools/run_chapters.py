@@ -91,6 +91,12 @@ def student_data_dir(out: Path) -> Path:
     return folder
 
 
+# Chapters that start groups of processes (torchrun) and time them run alone, after the others:
+# a notebook running beside them takes the cores their workers share, which distorts the
+# throughput they print and, on torch 2.4 (make test-oldest), once left a launch hanging.
+RUN_ALONE = {"11_distributed_training"}
+
+
 def plan_runs(chapters: list[Path], out: Path, students: bool = True) -> list[dict]:
     """Return the runs: every chapter, then the student editions that differ; slowest first."""
     runs = []
@@ -139,17 +145,25 @@ def last_lines(text: str, n: int = 30) -> str:
 def run_all(runs: list[dict], jobs: int, timeout: float) -> list[dict]:
     """Execute the runs, `jobs` at a time; print each result as it comes."""
     results = []
+    together = [run for run in runs if run["stem"] not in RUN_ALONE]
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_one, run, timeout) for run in runs]
+        futures = [pool.submit(run_one, run, timeout) for run in together]
         for future in concurrent.futures.as_completed(futures):
-            result = future.result()
-            results.append(result)
-            status = "ok" if result["ok"] else "FAILED"
-            print(f"{result['kind']:<9} {result['stem']:<28} {result['seconds']:>6.1f} s  "
-                  f"{status}", flush=True)
-            if not result["ok"]:
-                print("    " + result["error"].replace("\n", "\n    "), flush=True)
+            results.append(report_result(future.result()))
+    for run in runs:  # then the chapters that must run alone, one at a time
+        if run["stem"] in RUN_ALONE:
+            results.append(report_result(run_one(run, timeout)))
     return results
+
+
+def report_result(result: dict) -> dict:
+    """Print one run's result line (and its error); return the result."""
+    status = "ok" if result["ok"] else "FAILED"
+    print(f"{result['kind']:<9} {result['stem']:<28} {result['seconds']:>6.1f} s  {status}",
+          flush=True)
+    if not result["ok"]:
+        print("    " + result["error"].replace("\n", "\n    "), flush=True)
+    return result
 
 
 def write_report(out: Path, results: list[dict], jobs: int, seconds: float) -> Path:

@@ -267,7 +267,9 @@ class Launch:
         deadline = time.monotonic() + timeout
         while any(p.poll() is None for p in self.processes):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the launchers were still running after {timeout:.0f} s")
+                tails = ["\n".join(text.strip().splitlines()[-15:]) for text in self.outputs()]
+                raise TimeoutError(f"the launchers were still running after {timeout:.0f} s; "
+                                   "the last lines each printed:\n" + "\n---\n".join(tails))
             self.workers()
             time.sleep(0.2)
         return [p.returncode for p in self.processes]
