@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from common import REPO, cpu_model, write_json_atomically
+from common import REPO, cpu_model, load_average_span, write_json_atomically
 
 NOTEBOOKS = REPO / "notebooks"
 LIMITS = {"fast_chapter_seconds": 60, "full_chapter_seconds": 300, "full_book_seconds": 1200,
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                "earlier_commands": earlier_commands(earlier), "date": dt.datetime.now().isoformat(timespec="seconds"),
                "python": platform.python_version(), "torch": importlib.metadata.version("torch"),
                "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
-               "load_average": {"start": [round(x, 2) for x in load_before],
-                                "end": [round(x, 2) for x in os.getloadavg()]},
+               "load_average": load_average_span(load_before),
                "limits": LIMITS, "notebooks": notebooks,
                **summarise(notebooks)}
     print(format_table(notebooks))

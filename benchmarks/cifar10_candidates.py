@@ -26,7 +26,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported 
 
 import torch
 
-from common import REPO, check_race_data, cpu_model, display_path, write_json_atomically
+from common import (REPO, check_race_data, cpu_model, display_path, load_average_span,
+                    write_json_atomically)
 from torchbook.device import describe_device, get_device
 from torchbook.trained import Cifar10Config, cifar10_data, fit_cifar10_model
 
@@ -73,8 +74,7 @@ def train_candidate(data_root: Path, config: Cifar10Config, device: torch.device
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "data": display_path(data_root),
             "date": dt.datetime.now().isoformat(timespec="seconds"),
-            "load_average": {"start": [round(x, 2) for x in load_before],
-                             "end": [round(x, 2) for x in os.getloadavg()]}}
+            "load_average": load_average_span(load_before)}
 
 
 def record(path: Path, name: str, result: dict) -> dict:

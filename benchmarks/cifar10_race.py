@@ -47,8 +47,8 @@ from torchbook.trained import (Cifar10Config, bf16_autocast_enabled, cifar10_che
                                cifar10_data, cifar10_metrics, fit_cifar10_model,
                                predict_cifar10_proba)
 
-from common import (REPO, check_race_data, cpu_model, display_path, peak_rss_mb, ratio, train_plain,
-                    write_json_atomically)
+from common import (REPO, check_race_data, cpu_model, display_path, load_average_span, peak_rss_mb,
+                    ratio, train_plain, write_json_atomically)
 
 SEED_PARAMETERS = 296_130
 
@@ -201,8 +201,7 @@ def main(argv: list[str] | None = None) -> dict:
         "python": platform.python_version(), "device": describe_device(device),
         "cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "load_average": {"start": [round(x, 2) for x in load_before],
-                         "end": [round(x, 2) for x in os.getloadavg()]},
+        "load_average": load_average_span(load_before),
         "platform": platform.platform(), "data": display_path(args.data),
         "test_images": len(datasets.ImageFolder(str(args.data / "test"))),
         "recipes": recipes, "ratios": ratios,

@@ -52,6 +52,11 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
+def load_average_span(start: tuple[float, float, float]) -> dict[str, list[float]]:
+    """The load averages at the start (os.getloadavg() taken then) and now: how busy the run was."""
+    return {"start": [round(x, 2) for x in start], "end": [round(x, 2) for x in os.getloadavg()]}
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     """numerator / denominator rounded, or None when the denominator is 0."""
     return round(numerator / denominator, 2) if denominator else None
