@@ -4,8 +4,9 @@
    trained the simple way: `ImageFolder` + `ToTensor` + `Normalize(0.5, 0.5)`, `CrossEntropyLoss`,
    Adam lr 0.001, batches of 32, shuffled, 5 epochs, on all 50,000 training images.
 2. `book`: chapter 8's recipe, `torchbook.trained.fit_cifar10_model` with `Cifar10Config()` (the
-   chapter 7 ResNet, warm-up + cosine SGD, label smoothing, bfloat16 where the CPU has AMX, flip
-   TTA), trained on 45,000 images with the epoch of best validation accuracy on the other 5,000.
+   chapter 7 ResNet, warm-up + cosine SGD, label smoothing, bfloat16 where the CPU has AMX or
+   AVX512-BF16, flip TTA), trained on 45,000 images with the epoch of best validation accuracy on
+   the other 5,000.
 
 Both run one after the other in this process; `train_seconds` is the wall time of training with
 the data decoding included, `train_cpu_seconds` the CPU time it used (all threads): on a machine

@@ -158,10 +158,22 @@ def test_bf16_autocast_follows_the_config():
     assert trained.bf16_autocast_enabled(trained.Cifar10Config(bfloat16="on"), cpu)
     assert not trained.bf16_autocast_enabled(trained.Cifar10Config(bfloat16="off"), cpu)
     auto = trained.bf16_autocast_enabled(trained.Cifar10Config(), cpu)
-    assert auto == trained.has_amx()
+    assert auto == (trained.cpu_bf16_hardware() is not None)
     assert not trained.bf16_autocast_enabled(trained.Cifar10Config(), torch.device("meta"))
     with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
         trained.bf16_autocast_enabled(trained.Cifar10Config(bfloat16="yes"), cpu)
+
+
+def test_cpu_bf16_hardware_names_what_torch_reports(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert trained.cpu_bf16_hardware() is None
+    assert not trained.bf16_autocast_enabled(trained.Cifar10Config(), torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert trained.cpu_bf16_hardware() == "AVX512-BF16"
+    assert trained.bf16_autocast_enabled(trained.Cifar10Config(), torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert trained.cpu_bf16_hardware() == "AMX"
 
 
 def test_predict_cifar10_proba_sums_to_one_and_tta_sees_the_mirror_image():
