@@ -165,14 +165,14 @@ def test_bf16_autocast_follows_the_config():
 
 
 def test_cpu_bf16_hardware_names_what_torch_reports(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     assert trained.cpu_bf16_hardware() is None
     assert not trained.bf16_autocast_enabled(trained.Cifar10Config(), torch.device("cpu"))
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert trained.cpu_bf16_hardware() == "AVX512-BF16"
     assert trained.bf16_autocast_enabled(trained.Cifar10Config(), torch.device("cpu"))
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert trained.cpu_bf16_hardware() == "AMX"
 
 
