@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -253,13 +254,26 @@ def test_book_time_update_replaces_only_the_runs_timed_again(book_time):
 
 def test_ablation_averages_quality_over_seeds():
     ablation = load_script("recipe_ablation")
-    entry = {"change": "x", "train_seconds": 10.0, "test_accuracy": 0.96, "test_auc": 0.99,
-             "test_accuracy_no_tta": 0.95, "test_auc_no_tta": 0.98}
-    run = {"train_seconds": 20.0, "test_accuracy": 0.98, "test_auc": 0.99,
-           "test_accuracy_no_tta": 0.97, "test_auc_no_tta": 0.99}
-    ablation.record_quality(entry, 1, run)
+    entry = {"change": "x"}
+    run = {"train_seconds": 10.0, "valid_accuracy": 0.96, "valid_auc": 0.99,
+           "valid_accuracy_no_tta": 0.95, "valid_auc_no_tta": 0.98}
+    ablation.record_quality(entry, 0, run)
+    ablation.record_quality(entry, 1, {**run, "train_seconds": 20.0, "valid_accuracy": 0.98})
     assert entry["seeds"] == 2 and [r["seed"] for r in entry["runs"]] == [0, 1]
-    assert entry["test_accuracy"] == pytest.approx(0.97) and entry["train_seconds"] == pytest.approx(15.0)
-    ablation.record_quality(entry, 1, {**run, "test_accuracy": 0.96})  # a re-run replaces seed 1
-    assert entry["seeds"] == 2 and entry["test_accuracy"] == pytest.approx(0.96)
+    assert entry["valid_accuracy"] == pytest.approx(0.97) and entry["train_seconds"] == pytest.approx(15.0)
+    ablation.record_quality(entry, 1, {**run, "valid_accuracy": 0.96})  # a re-run replaces seed 1
+    assert entry["seeds"] == 2 and entry["valid_accuracy"] == pytest.approx(0.96)
     assert set(ablation.VARIANTS) >= {"book", "no_channels_last", "no_batch_norm", "one_thread"}
+
+
+def test_ablation_scores_on_validation_images_and_never_reads_the_test_set(tmp_path):
+    ablation = load_script("recipe_ablation")
+    data = tmp_path / "cifar2"
+    shutil.copytree(SAMPLE / "train", data / "train")  # no test folder: reading it would fail
+    payload = ablation.main(["--data", str(data), "--json", str(tmp_path / "a.json"), "--variants",
+                             "book", "--rounds", "1", "--images", "64", "--valid-images", "40"])
+    assert (payload["fit_images"], payload["valid_images"]) == (160, 40)
+    book = json.loads((tmp_path / "a.json").read_text())["variants"]["book"]
+    assert book["seeds"] == 1 and book["speed_vs_book"] == 1.0
+    assert 0 <= book["valid_accuracy"] <= 1 and 0 <= book["valid_auc"] <= 1
+    assert not any(key.startswith("test") for key in book)
