@@ -192,3 +192,47 @@ def test_a_launch_that_outlives_its_timeout_says_what_it_printed() -> None:
             launch.wait(timeout=0.1)
         process = launch.processes[0]
     assert process.poll() is not None  # leaving the block ended it
+
+
+LEAVER = """
+import sys, time
+import torch, torch.distributed as dist
+from torchbook import distributed as ddp
+
+ddp.init_from_torchrun("cpu")
+me = ddp.rank()
+if me == 0:  # an all-reduce whose Python callback gloo's thread runs once rank 1 joins it
+    dist.all_reduce(torch.ones(1), async_op=True).get_future().then(lambda done: done.value())
+else:
+    time.sleep(2)  # by now rank 0 is leaving: its thread still waits in the all-reduce
+    dist.all_reduce(torch.ones(1))
+(ddp.cleanup if sys.argv[1] == "cleanup" else dist.destroy_process_group)()
+print(f"rank {me} left", flush=True)
+"""
+
+
+def leave_while_gloo_needs_the_gil(tmp_path: Path, how: str,
+                                   timeout: float = 60) -> tuple[list[int], str]:
+    """Launch LEAVER on 2 processes (rank 0 leaves with work in flight); exit codes, output."""
+    script = tmp_path / "leaver.py"
+    script.write_text(LEAVER)
+    with ddp.Launch([ddp.torchrun_command([script, how], 2)], ddp.worker_environment()) as launch:
+        try:
+            return launch.wait(timeout), launch.outputs()[0]
+        except TimeoutError as error:
+            return [], str(error)
+
+
+def test_cleanup_leaves_while_a_gloo_thread_needs_the_gil(tmp_path: Path) -> None:
+    """cleanup() lets gloo's threads take the GIL while it waits for them (torch 2.4 hung here)."""
+    codes, output = leave_while_gloo_needs_the_gil(tmp_path, "cleanup")
+    assert codes == [0], output
+    assert "rank 0 left" in output and "rank 1 left" in output
+
+
+@pytest.mark.skipif(torch.__version__ >= "2.5", reason="measured on torch 2.4 (make test-oldest); "
+                    "newer torch releases the GIL there (pytorch PR 154976)")
+def test_destroy_process_group_alone_hangs_there_on_torch_2_4(tmp_path: Path) -> None:
+    """The case cleanup() avoids is real: plain destroy_process_group() never returns."""
+    codes, output = leave_while_gloo_needs_the_gil(tmp_path, "destroy", timeout=30)
+    assert codes == [] and "still running after 30 s" in output

@@ -93,7 +93,8 @@ def student_data_dir(out: Path) -> Path:
 
 # Chapters that start groups of processes (torchrun) and time them run alone, after the others:
 # a notebook running beside them takes the cores their workers share, which distorts the
-# throughput they print and, on torch 2.4 (make test-oldest), once left a launch hanging.
+# throughput they print. (The launch that once hung beside other notebooks on torch 2.4 was a
+# GIL deadlock at exit, more likely on a busy machine; torchbook.distributed.cleanup avoids it.)
 RUN_ALONE = {"11_distributed_training"}
 
 

@@ -196,9 +196,17 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group, if this process joined one."""
+    """Leave the process group, if this process joined one.
+
+    The backend (gloo's or NCCL's threads) is let go after the group, outside it. On older torch
+    (2.4 here), dropping the group held Python's lock (the GIL) while it waited for gloo's
+    threads, and a thread that needed the lock to free a tensor waited forever: one launch in
+    twenty hung at exit. The backend's own destructor releases the lock while it waits.
+    """
     if is_distributed():
+        backend = dist.group.WORLD._get_backend(process_device())
         dist.destroy_process_group()
+        del backend  # the last reference: its threads are joined here, without the GIL
 
 
 # Launching from Python: every launcher and every worker it starts ends, whatever happens.
