@@ -196,17 +196,14 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group, if this process joined one.
-
-    The backend (gloo's or NCCL's threads) is let go after the group, outside it. On older torch
-    (2.4 here), dropping the group held Python's lock (the GIL) while it waited for gloo's
-    threads, and a thread that needed the lock to free a tensor waited forever: one launch in
-    twenty hung at exit. The backend's own destructor releases the lock while it waits.
-    """
+    """Leave the process group, if this process joined one; its backend goes last."""
     if is_distributed():
+        # On older torch (2.4), dropping the group held the GIL while it waited for gloo's
+        # threads, and hung when one of them needed the GIL to free a tensor. The backend's own
+        # destructor releases the GIL while it waits.
         backend = dist.group.WORLD._get_backend(process_device())
         dist.destroy_process_group()
-        del backend  # the last reference: its threads are joined here, without the GIL
+        del backend  # the last reference: gloo's threads are joined here, without the GIL
 
 
 # Launching from Python: every launcher and every worker it starts ends, whatever happens.
