@@ -126,6 +126,18 @@ def test_chapter_shows_its_exercises(page, stem: str) -> None:
     assert page.locator("article .solution.admonition").count() >= 1, f"{stem}: no solutions"
 
 
+@pytest.mark.parametrize("stem", [s for s in CHAPTERS if s.startswith(("07", "09"))])
+def test_formulas_are_typeset_offline(page, stem: str) -> None:
+    """MathJax comes with the book (no CDN): every formula of a maths-heavy chapter is typeset."""
+    open_page(page, HTML / "notebooks" / f"{stem}.html")
+    formulas = page.locator("article .math")
+    assert formulas.count() >= 5, f"{stem}: fewer formulas than expected"
+    page.wait_for_function("n => document.querySelectorAll('article mjx-container').length >= n",
+                           arg=formulas.count(), timeout=20_000)
+    raw = [t for t in formulas.all_inner_texts() if "\\(" in t or "\\[" in t or "$" in t]
+    assert not raw, f"{stem}: formulas left as TeX source: {raw[:3]}"
+
+
 def local_targets(page) -> list[str]:
     """Return the sidebar and in-page navigation links that point into the book."""
     hrefs = page.eval_on_selector_all("nav a[href], .bd-sidebar a[href], article a.reference.internal",
