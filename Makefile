@@ -10,11 +10,12 @@ STAMP  := $(VENV)/.torchbook-installed
 # other jobs, spinning threads slowed training up to 30x (benchmarks/README.md). Override freely.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help .venv data test test-fast test-oldest chapters book book-fast student grade bench \
-	booktime clean
+.PHONY: help .venv data models test test-fast test-oldest chapters book book-fast student grade \
+	bench booktime clean
 
 help:
 	@echo "make book         build the executed book into _build/html (full data when available)"
+	@echo "make models       train the models the chapters load (make book runs it first)"
 	@echo "make test         run every check: unit tests, chapters (fast mode), book, browser"
 	@echo "make test-fast    unit tests only (no chapter is executed), for the inner loop"
 	@echo "make test-oldest  the chapters, the strict fast book and the tests on the oldest versions"
@@ -32,6 +33,11 @@ $(STAMP): requirements.txt pyproject.toml
 # Full data: data/cifar10 and data/cifar2 from $$CIFAR10_SOURCE or the official download.
 data: .venv
 	$(PY) data_scripts/prepare_data.py
+
+# Every model the chapters load, trained by the book's engine before they run: a saved model with
+# the current recipe is skipped, a stopped run resumes from its last complete epoch.
+models: .venv data
+	$(PY) -m torchbook.zoo
 
 # Everything `make test` runs, in fast mode on the committed sample. Each chapter executes once
 # (tools/run_chapters.py, $(JOBS) at a time; with its student edition where solutions are
@@ -81,6 +87,7 @@ test-oldest: $(OLDEST_STAMP)
 chapters: .venv
 	$(PY) tools/run_chapters.py --jobs $(JOBS) --out $(EXECUTED)
 
+# Prepares the data, runs `make models`, executes the chapters one at a time, builds strictly.
 book: .venv
 	$(PY) tools/build_book.py
 

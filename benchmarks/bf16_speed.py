@@ -25,11 +25,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (cifar2_race.py)
 
 import torch
-import torch.nn.functional as F
 
 from common import REPO, cpu_model, load_average_span, ratio, write_json_atomically
 from torchbook.models import resnet
-from torchbook.trained import cpu_bf16_hardware
+from torchbook.datasets import CIFAR2_MEAN, CIFAR2_STD
+from torchbook.engine import SETTINGS, steps_per_second
 
 RESULTS = REPO / "benchmarks" / "results" / "bf16_speed.json"
 NO_BF16_ISA = "AVX512_CORE"  # oneDNN's AVX-512 level without the bfloat16 instructions
@@ -50,21 +50,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def images_per_second(model: torch.nn.Module, bf16: bool, batch_size: int, seconds: float) -> float:
-    """SGD steps on one random batch for about `seconds` (after two untimed steps): images/s."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,))
-    steps, start = -2, 0.0
-    while steps <= 0 or time.perf_counter() - start < seconds:
-        if steps == 0:
-            start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        steps += 1
-    return steps * batch_size / (time.perf_counter() - start)
+    """The engine's training steps on one random batch for about `seconds`: images/s."""
+    images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (batch_size,))
+    meta = {"settings": {**SETTINGS, "channels_last": True}, "mean": CIFAR2_MEAN, "std": CIFAR2_STD}
+    cpu = torch.device("cpu")
+    per_second = steps_per_second(model, images, labels, meta, cpu, bf16, steps=2)
+    steps = max(2, round(per_second * seconds))
+    return steps_per_second(model, images, labels, meta, cpu, bf16, steps) * batch_size
+
+
+def cpu_bf16_hardware() -> str | None:
+    """The CPU's bfloat16 units as torch reports them: "AMX", "AVX512-BF16" or None."""
+    for name, check in (("AMX", "_is_amx_tile_supported"),
+                        ("AVX512-BF16", "_is_avx512_bf16_supported")):
+        if getattr(torch.cpu, check, lambda: False)():
+            return name
+    return None
 
 
 def time_depths(args: argparse.Namespace) -> dict[str, dict[str, float]]:

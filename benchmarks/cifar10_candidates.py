@@ -1,6 +1,6 @@
 """Choose chapter 8's ten-class recipe on the validation split: train one candidate setting.
 
-Each run trains `torchbook.trained.fit_cifar10_model` with `Cifar10Config` changed by the options
+Each run trains `torchbook.zoo.fit_cifar10_model` with `Cifar10Config` changed by the options
 given (depth, width, batch size, learning rate, epochs) on the 45,000 fitting images, and records
 its validation accuracy after every epoch and its training time. It never predicts the test
 images: the test set is used once, by `cifar10_race.py`, for the setting chosen here. Results
@@ -19,17 +19,19 @@ import datetime as dt
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (cifar2_race.py)
 
+import pandas as pd
 import torch
 
 from common import (REPO, check_race_data, cpu_model, display_path, load_average_span,
                     write_json_atomically)
 from torchbook.device import describe_device, get_device
-from torchbook.trained import Cifar10Config, cifar10_data, fit_cifar10_model
+from torchbook.zoo import Cifar10Config, cifar10_data, fit_cifar10_model
 
 RESULTS = REPO / "benchmarks" / "results" / "cifar10_candidates.json"
 
@@ -64,9 +66,12 @@ def train_candidate(data_root: Path, config: Cifar10Config, device: torch.device
     data = cifar10_data(data_root)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    _, history, best_epoch = fit_cifar10_model(data, config, device)
-    return {"config": config.to_dict(), "best_epoch": best_epoch,
+    with tempfile.TemporaryDirectory(prefix="candidate-") as run:
+        _, meta = fit_cifar10_model(data, config, device, Path(run))
+    history = pd.DataFrame(meta["history"])
+    return {"config": config.to_dict(), "best_epoch": meta["best_epoch"],
             "best_valid_accuracy": round(float(history["valid_acc"].max()), 4),
+            "bfloat16": meta["bfloat16"],
             "train_seconds": round(time.perf_counter() - start, 1),
             "history": history.round(4).to_dict(orient="list"),
             "fit_images": len(data.fit.labels), "valid_images": len(data.valid.labels),

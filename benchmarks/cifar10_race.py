@@ -3,9 +3,10 @@
 1. `seed`: the source tutorial's ten-class `SimpleCNN` (conv 3->18, pool, fc 4608->64->10),
    trained the simple way: `ImageFolder` + `ToTensor` + `Normalize(0.5, 0.5)`, `CrossEntropyLoss`,
    Adam lr 0.001, batches of 32, shuffled, 5 epochs, on all 50,000 training images.
-2. `book`: chapter 8's recipe, `torchbook.trained.fit_cifar10_model` with `Cifar10Config()` (the
-   chapter 7 ResNet, warm-up + cosine SGD, label smoothing, bfloat16 where the CPU has AMX or
-   AVX512-BF16, flip TTA), trained on 45,000 images with the epoch of best validation accuracy on
+2. `book`: chapter 8's recipe, `torchbook.zoo.fit_cifar10_model` with `Cifar10Config()`, trained
+   by the book's engine (`torchbook.engine`, as `make models` trains it: the
+   chapter 7 ResNet, warm-up + cosine SGD, label smoothing, bfloat16 where a few timed steps
+   found it faster, flip TTA), trained on 45,000 images with the epoch of best validation accuracy on
    the other 5,000.
 
 Both run one after the other in this process; `train_seconds` is the wall time of training with
@@ -27,6 +28,7 @@ import os
 import platform
 import resource
 import shlex
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -44,9 +46,8 @@ from torchbook.device import describe_device, get_device
 from torchbook.models import SimpleCNN, count_parameters
 from torchbook.settings import seed_everything
 from torchbook.checkpoints import save_checkpoint
-from torchbook.trained import (Cifar10Config, bf16_autocast_enabled, cifar10_checkpoint_meta,
-                               cifar10_data, cifar10_metrics, fit_cifar10_model,
-                               predict_cifar10_proba)
+from torchbook.zoo import (Cifar10Config, cifar10_checkpoint_meta, cifar10_data,
+                           cifar10_metrics, fit_cifar10_model, predict_cifar10_proba)
 
 from common import (REPO, check_race_data, cpu_model, display_path, load_average_span, peak_rss_mb,
                     ratio, train_plain, write_json_atomically)
@@ -115,26 +116,27 @@ def race_book(data: Path, config: Cifar10Config, device: torch.device,
     """
     start, cpu = time.perf_counter(), cpu_seconds()
     split = cifar10_data(data)
-    model, history, best_epoch = fit_cifar10_model(split, config, device, progress)
+    with tempfile.TemporaryDirectory(prefix="race-") as run:
+        model, meta = fit_cifar10_model(split, config, device, Path(run), progress)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    bf16 = bf16_autocast_enabled(config, device)
+    bf16, history, best_epoch = meta["bfloat16"]["enabled"], meta["history"], meta["best_epoch"]
     proba = predict_cifar10_proba(model, split.test.images, device, tta=True, bf16=bf16)
     test = cifar10_metrics(proba, split.test.labels)
     seen = len(split.fit.labels) // config.batch_size * config.batch_size * config.epochs
     if save_model is not None:
-        save_checkpoint(save_model, model, cifar10_checkpoint_meta(
-            model, split, config, history, best_epoch, device, seconds))
+        save_checkpoint(save_model, model, cifar10_checkpoint_meta(model, split, config, meta,
+                                                                   device))
     return {"description": f"book recipe: ResNet-{config.depth} width {config.width}, decode "
                            "once, tensor flip+crop, channels-last, warmup_cosine SGD, label "
                            "smoothing, best validation epoch, flip TTA"
                            + (", bfloat16 autocast" if bf16 else ""),
             "test_accuracy": round(test["accuracy"], 4),
-            "valid_accuracy": round(max(history["valid_acc"]), 4),
+            "valid_accuracy": round(max(row["valid_acc"] for row in history), 4),
             "train_seconds": round(seconds, 2), "train_cpu_seconds": round(cpu, 1),
             "train_images_per_second": round(seen / seconds, 1),
             "peak_rss_mb": peak_rss_mb(), "epochs": config.epochs, "best_epoch": best_epoch,
             "parameters": count_parameters(model), "train_images": len(split.fit.labels),
-            "bfloat16": bf16, "config": config.to_dict(),
+            "bfloat16": bf16, "bfloat16_choice": meta["bfloat16"], "config": config.to_dict(),
             "per_class_accuracy": dict(zip(split.classes,
                                            [round(a, 4) for a in test["per_class_accuracy"]]))}
 

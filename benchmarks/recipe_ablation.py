@@ -38,7 +38,7 @@ import torch
 from torchbook.datasets import load_image_folder_as_tensors
 from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, train_recipe,
                               recipe_step)
-from torchbook.trained import validation_split
+from torchbook.zoo import validation_split
 
 from common import REPO, cpu_model, load_average_span, write_json_atomically
 

@@ -729,7 +729,7 @@ def ch10_env() -> dict:
     """What the chapter's train_head_only uses from its notebook: device, LR, loss_fn."""
     from functools import partial
 
-    from torchbook.trained import smoothed_bce
+    from torchbook.zoo import smoothed_bce
     return {"device": torch.device("cpu"), "LR": 0.05,
             "loss_fn": partial(smoothed_bce, smoothing=0.1)}
 

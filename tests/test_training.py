@@ -16,7 +16,7 @@ from torchbook import training
 from torchbook.datasets import TensorBatches
 from torchbook.recipe import RecipeConfig, make_optimizer, model_on_device, prepare_batch
 from torchbook.settings import seed_everything
-from torchbook.trained import augment_on_device, smoothed_bce
+from torchbook.zoo import augment_on_device, smoothed_bce
 from torchbook.training import (Callback, CheckpointCallback, LoggingCallback, Trainer, train_epoch,
                                 train_model, train_step, valid_epoch, valid_step, warmup_cosine_schedule)
 

@@ -6,12 +6,14 @@ Usage:
     python tools/build_book.py --fast --out _build/fast
     python tools/build_book.py --fast --executed _build/executed/notebooks --out _build/fast
 
-Every chapter is executed (`execute_notebooks: force`); the build runs with `-W -n --keep-going`,
-so any Sphinx warning, unresolved cross-reference or failing cell fails it. With `--executed DIR`
-(what `make test` does after tools/run_chapters.py) the chapters are not executed again: the book
-is built from a copy of its sources in _build/.src-NAME whose notebooks are the executed ones in
-DIR, with `execute_notebooks: off` and otherwise the same configuration and strictness (stderr in
-a stored output still fails the build). Before building it
+Steps: prepare the data; train the book's models (`python -m torchbook.zoo`, `make models`:
+skipped when saved, resumed when stopped); execute the chapters one at a time
+(tools/run_chapters.py, printing each chapter's time as it ends and naming any cell over 120 s);
+then build the book from the executed chapters, strictly (`-W -n --keep-going`: any Sphinx
+warning, unresolved cross-reference or stderr in an output fails it). With `--executed DIR`
+(what `make test` does after tools/run_chapters.py) the chapters are not executed again. The book
+is built from a copy of its sources in _build/.src-NAME whose notebooks are the executed ones,
+with `execute_notebooks: off`. Before building it
 writes `book/_generated/` (git-ignored): the data and versions the book was built with, and the
 chapter map, which the front page and the instructors' page include.
 """
@@ -256,6 +258,25 @@ def stage_executed_sources(executed: Path, toc: Path, stage: Path) -> Path:
     return stage / "_config.yml"
 
 
+def make_models() -> int:
+    """Train (or resume, or skip) every model the chapters load: `make models`."""
+    print("make models: the book's trained models (python -m torchbook.zoo)", flush=True)
+    return subprocess.call([sys.executable, "-m", "torchbook.zoo"], cwd=ROOT)
+
+
+def toc_chapters(toc: Path) -> list[str]:
+    """The chapter stems the table of contents names."""
+    return [Path(f).name for f in toc_files(toc) if f.startswith("notebooks/")]
+
+
+def run_chapters(out: Path, fast: bool, chapters: list[str]) -> int:
+    """Execute the chapters one at a time into `out` (tools/run_chapters.py), printing each
+    chapter's time as it ends and any cell over the 120 s a cell may take with the models saved."""
+    cmd = [sys.executable, str(ROOT / "tools" / "run_chapters.py"), "--no-student", "--jobs",
+           os.environ.get("BOOK_JOBS", "1"), "--timeout", "7200", "--out", str(out), *chapters]
+    return subprocess.call(cmd + ([] if fast else ["--full"]), cwd=ROOT)
+
+
 def run_jupyter_book(out: Path, toc: Path, source: Path = ROOT) -> int:
     """Run `jupyter-book build` on `source` strictly, put the HTML in `out`; return its exit code."""
     default = ROOT / "_build" / "html"
@@ -291,23 +312,26 @@ def main(argv: list[str] | None = None) -> int:
         print("ERROR: _toc.yml and notebooks/ disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
 
-    if args.executed is not None and not (args.fast or fast_mode()):
-        print("ERROR: --executed takes fast-mode runs (tools/run_chapters.py): add --fast",
-              file=sys.stderr)
-        return 2
     fast, reason = choose_data(args.fast or fast_mode())
     os.environ["BOOK_FAST"] = "1" if fast else "0"
+    executed = args.executed
+    if executed is None:
+        executed = ROOT / "_build" / f"executed-{out.name}"
+        code = make_models() or run_chapters(executed, fast, toc_chapters(args.toc.resolve()))
+        if code != 0:
+            print(f"\nBOOK BUILD FAILED after {time.perf_counter() - started:.0f} s (see above).",
+                  file=sys.stderr)
+            return code
+        executed = executed / "notebooks"
     write_generated(fast, reason, executed_before=args.executed is not None)
-    toc, source = args.toc.resolve(), ROOT
-    if args.executed is not None:
-        source = ROOT / "_build" / f".src-{out.name}"
-        try:
-            stage_executed_sources((ROOT / args.executed).resolve(), toc, source)
-        except FileNotFoundError as error:
-            print(f"ERROR: {error}", file=sys.stderr)
-            return 2
-        toc = source / "_toc.yml"
-    code = run_jupyter_book(out, toc, source)
+    toc = args.toc.resolve()
+    source = ROOT / "_build" / f".src-{out.name}"
+    try:
+        stage_executed_sources((ROOT / executed).resolve(), toc, source)
+    except FileNotFoundError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    code = run_jupyter_book(out, source / "_toc.yml", source)
     seconds = time.perf_counter() - started
     if code != 0:
         print(f"\nBOOK BUILD FAILED after {seconds:.0f} s (warnings count as errors; see above).",

@@ -55,13 +55,33 @@ def ipc_kernel_manager(folder: Path) -> "KernelManager":
     return KernelManager(kernel_name="python3", transport="ipc", ip=str(folder / "kernel"))
 
 
-def execute_notebook(path: Path, timeout: int = 600,
-                     cwd: Path | None = None) -> nbformat.NotebookNode:
-    """Run the notebook in fast mode from `cwd` (default: its folder); raise on a cell error."""
+def merge_streams(outputs: list) -> list:
+    """A cell's outputs with all its stdout (and all its stderr) text in one output each.
+
+    Stored this way, the book renders every printed line once. (myst-nb's own merging,
+    `nb_merge_streams`, edits the first output in place and can run twice on a cell, which
+    printed the last lines of some cells twice; the book turns it off.)
+    """
+    merged, first = [], {}
+    for output in outputs:
+        if output.get("output_type") != "stream":
+            merged.append(output)
+        elif output["name"] in first:
+            first[output["name"]]["text"] += output["text"]
+        else:
+            first[output["name"]] = nbformat.from_dict({**output, "text": output["text"]})
+            merged.append(first[output["name"]])
+    return merged
+
+
+def execute_notebook(path: Path, timeout: int = 600, cwd: Path | None = None,
+                     fast: bool = True) -> nbformat.NotebookNode:
+    """Run the notebook (fast mode unless `fast` is False) from `cwd` (default: its folder);
+    raise on a cell error. Each cell's streams are merged (`merge_streams`)."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    os.environ["BOOK_FAST"] = "1"
+    os.environ["BOOK_FAST"] = "1" if fast else "0"
     with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
         km = ipc_kernel_manager(Path(sockets))
         client = NotebookClient(nb, km=km, timeout=timeout,
@@ -72,6 +92,8 @@ def execute_notebook(path: Path, timeout: int = 600,
             if km.has_kernel:  # a kernel manager passed in is not shut down by nbclient
                 km.shutdown_kernel(now=False)
     for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 raise RuntimeError(f"{path}: a cell raised {out.get('ename')}")

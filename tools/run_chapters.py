@@ -117,12 +117,37 @@ def plan_runs(chapters: list[Path], out: Path, students: bool = True) -> list[di
     return sorted(runs, key=lambda r: (r["kind"] == "student", -fast_seconds(r["stem"])))
 
 
-def run_one(run: dict, timeout: float) -> dict:
+def cell_seconds(nb: nbformat.NotebookNode) -> list[tuple[int, float, str]]:
+    """(index, seconds, first line) of every executed code cell, from nbclient's timestamps."""
+    import datetime as dt
+
+    times = []
+    for index, cell in enumerate(nb.cells):
+        stamps = cell.metadata.get("execution", {})
+        if cell.cell_type != "code" or "shell.execute_reply" not in stamps:
+            continue
+        start = stamps.get("iopub.execute_input") or stamps["shell.execute_reply.started"]
+        seconds = (dt.datetime.fromisoformat(stamps["shell.execute_reply"].rstrip("Z"))
+                   - dt.datetime.fromisoformat(start.rstrip("Z"))).total_seconds()
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        times.append((index, round(seconds, 1), first[:60]))
+    return times
+
+
+def slow_cells(target: Path, limit: float) -> list[dict]:
+    """The cells of an executed notebook that ran longer than `limit` seconds, slowest first."""
+    times = cell_seconds(nbformat.read(target, as_version=4))
+    return [{"cell": index, "seconds": seconds, "source": first}
+            for index, seconds, first in sorted(times, key=lambda t: -t[1]) if seconds > limit]
+
+
+def run_one(run: dict, timeout: float, fast: bool = True, cell_limit: float = 120) -> dict:
     """Execute one notebook in a child process (own session) within `timeout` seconds."""
     run["target"].parent.mkdir(parents=True, exist_ok=True)
     run["target"].unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "--execute-one", str(run["source"]), str(run["target"])]
-    env = {**os.environ, "BOOK_FAST": "1", **run["env"]}
+    cmd += [] if fast else ["--full"]
+    env = {**os.environ, "BOOK_FAST": "1" if fast else "0", **run["env"]}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -134,8 +159,9 @@ def run_one(run: dict, timeout: float) -> dict:
         proc.communicate()
         error = f"timed out after {timeout:.0f} s (raise --timeout if the machine is busy)"
     seconds = round(time.perf_counter() - started, 1)
+    slow = slow_cells(run["target"], cell_limit) if error is None else []
     return {"kind": run["kind"], "stem": run["stem"], "sha256": run["sha256"],
-            "seconds": seconds, "ok": error is None, "error": error}
+            "seconds": seconds, "ok": error is None, "error": error, "slow_cells": slow}
 
 
 def last_lines(text: str, n: int = 30) -> str:
@@ -143,27 +169,32 @@ def last_lines(text: str, n: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
-def run_all(runs: list[dict], jobs: int, timeout: float) -> list[dict]:
+def run_all(runs: list[dict], jobs: int, timeout: float, fast: bool = True,
+            cell_limit: float = 120) -> list[dict]:
     """Execute the runs, `jobs` at a time; print each result as it comes."""
     results = []
     together = [run for run in runs if run["stem"] not in RUN_ALONE]
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(run_one, run, timeout) for run in together]
+        futures = [pool.submit(run_one, run, timeout, fast, cell_limit) for run in together]
         for future in concurrent.futures.as_completed(futures):
-            results.append(report_result(future.result()))
+            results.append(report_result(future.result(), cell_limit))
     for run in runs:  # then the chapters that must run alone, one at a time
         if run["stem"] in RUN_ALONE:
-            results.append(report_result(run_one(run, timeout)))
+            results.append(report_result(run_one(run, timeout, fast, cell_limit), cell_limit))
     return results
 
 
-def report_result(result: dict) -> dict:
-    """Print one run's result line (and its error); return the result."""
+def report_result(result: dict, cell_limit: float = 120) -> dict:
+    """Print one run's result line (its error, its cells over the limit); return the result."""
     status = "ok" if result["ok"] else "FAILED"
     print(f"{result['kind']:<9} {result['stem']:<28} {result['seconds']:>6.1f} s  {status}",
           flush=True)
     if not result["ok"]:
         print("    " + result["error"].replace("\n", "\n    "), flush=True)
+    for cell in result.get("slow_cells", []):
+        print(f"    WARNING: cell {cell['cell']} ran {cell['seconds']:.0f} s, over the "
+              f"{cell_limit:.0f} s a cell may take with the models saved: {cell['source']!r}",
+              flush=True)
     return result
 
 
@@ -172,15 +203,16 @@ def write_report(out: Path, results: list[dict], jobs: int, seconds: float) -> P
     report = {"jobs": jobs, "seconds": round(seconds, 1), "runs": {kind: {} for kind in KINDS}}
     for result in sorted(results, key=lambda r: r["stem"]):
         report["runs"][result["kind"]][result["stem"]] = {
-            k: result[k] for k in ("sha256", "seconds", "ok", "error")}
+            k: result[k] for k in ("sha256", "seconds", "ok", "error", "slow_cells")}
     path = out / "report.json"
     path.write_text(json.dumps(report, indent=2))
     return path
 
 
-def execute_one(source: Path, target: Path) -> int:
+def execute_one(source: Path, target: Path, fast: bool = True) -> int:
     """Child process: execute `source` from notebooks/ and write the executed copy to `target`."""
-    nbformat.write(execute_notebook(source, cwd=NOTEBOOKS), target)
+    timeout = int(os.environ.get("BOOK_CELL_TIMEOUT", "600"))  # a guard against hangs
+    nbformat.write(execute_notebook(source, timeout=timeout, cwd=NOTEBOOKS, fast=fast), target)
     return 0
 
 
@@ -253,16 +285,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one notebook may run in all (default 1200)")
     parser.add_argument("--no-student", action="store_true",
                         help="only the chapters, not their student editions (make test-oldest)")
+    parser.add_argument("--full", action="store_true",
+                        help="the full data, not fast mode (make book; students never)")
+    parser.add_argument("--cell-limit", type=float, default=120,
+                        help="warn about cells that ran longer (default 120 s)")
     parser.add_argument("--execute-one", nargs=2, type=Path, metavar=("SOURCE", "TARGET"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.execute_one:
-        return execute_one(*args.execute_one)
+        return execute_one(*args.execute_one, fast=not args.full)
     out = args.out.resolve()
     started = time.perf_counter()
-    runs = plan_runs(chapter_paths(args.chapters), out, students=not args.no_student)
-    print(f"executing {len(runs)} notebooks in fast mode, {args.jobs} at a time", flush=True)
-    results = run_all(runs, args.jobs, args.timeout)
+    students = not (args.no_student or args.full)
+    runs = plan_runs(chapter_paths(args.chapters), out, students=students)
+    if args.full:
+        runs.sort(key=lambda run: run["stem"])  # in the book's order, as a reader would
+    mode = "on the full data" if args.full else "in fast mode"
+    print(f"executing {len(runs)} notebooks {mode}, {args.jobs} at a time", flush=True)
+    results = run_all(runs, args.jobs, args.timeout, fast=not args.full,
+                      cell_limit=args.cell_limit)
     seconds = time.perf_counter() - started
     report = write_report(out, results, args.jobs, seconds)
     failed = [r for r in results if not r["ok"]]

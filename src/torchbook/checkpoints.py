@@ -127,7 +127,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"No checkpoint at {path}. Check the path, or train the model and "
                               "save it first (for the book's cifar2 model, "
-                              "torchbook.trained.load_or_train_cifar2_model() does both).")
+                              "torchbook.zoo.load_or_train_cifar2_model() does both).")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

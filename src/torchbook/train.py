@@ -36,50 +36,20 @@ import argparse
 import signal
 import sys
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
-from tqdm import tqdm
-
-from torchbook.checkpoints import (CheckpointError, read_checkpoint, resume_checkpoint,
-                                   save_checkpoint)
+from torchbook.checkpoints import CheckpointError, read_checkpoint
 from torchbook.data import interrupt_on_sigterm
-from torchbook.datasets import channel_mean_std, normalize_images, random_flip_crop
+from torchbook.datasets import channel_mean_std
 from torchbook.device import CHOICES
 from torchbook.distributed import (NotLaunchedByTorchrun, cleanup, init_from_torchrun,
-                                   is_distributed, is_main_process, process_device, rank,
-                                   restarted_by_torchrun, sum_over_ranks, unwrap, world_size,
-                                   wrap_ddp)
-from torchbook.evaluate import (InputError, check_run_checkpoint, classification_metrics,
-                                load_folder, pick_device, predict_logits)
+                                   is_distributed, is_main_process, process_device,
+                                   restarted_by_torchrun)
+from torchbook.engine import BFLOAT16_CHOICES, SETTINGS, TrainData, train_run
+from torchbook.evaluate import InputError, check_run_checkpoint, load_folder, pick_device
 from torchbook.models import count_parameters, resnet_by_name
-from torchbook.recipe import nesterov_sgd
-from torchbook.settings import seed_everything
-from torchbook.training import warmup_cosine_schedule
-from torchbook.trained import validation_split
-
-# A run's settings: given on the command line for a new run, read from last.pt by --resume.
-SETTINGS = {"model": "resnet20", "width": 16, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
-            "weight_decay": 5e-4, "warmup": 0.1, "label_smoothing": 0.0,
-            "valid_fraction": 0.1, "seed": 0}
-
-
-@dataclass
-class TrainData:
-    """The training folder as uint8 tensors, split into fit and validation images."""
-
-    fit_images: torch.Tensor
-    fit_labels: torch.Tensor
-    valid_images: torch.Tensor
-    valid_labels: torch.Tensor
-    classes: list[str]
+from torchbook.zoo import validation_split
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -104,6 +74,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     add("--label-smoothing", type=float, help="of the cross-entropy loss (default 0)")
     add("--valid-fraction", type=float, help="share of DATA/train held out (default 0.1)")
     add("--seed", type=int, help="seeds the split, the weights and the batches (default 0)")
+    add("--bfloat16", choices=BFLOAT16_CHOICES,
+        help="bfloat16 autocast: on, off (default), or auto (timed on this machine first)")
+    add("--channels-last", action="store_true", default=None,
+        help="channels-last memory format (often faster on CPUs)")
     add("--resume", action="store_true", help="continue the run saved in --out")
     add("--device", choices=CHOICES, help="where to train (default: $BOOK_DEVICE, else auto)")
     add("--distributed", action="store_true",
@@ -158,7 +132,7 @@ def read_run(path: Path) -> dict:
 
 def resumed_settings(args: argparse.Namespace, meta: dict) -> dict:
     """The saved settings of the run to resume; InputError if the command line contradicts them."""
-    saved = {key: meta["settings"][key] for key in SETTINGS}
+    saved = {key: meta["settings"].get(key, default) for key, default in SETTINGS.items()}
     clashes = {key: value for key, value in given_settings(args).items() if saved[key] != value}
     if clashes:
         key = next(iter(clashes))
@@ -184,16 +158,6 @@ def load_data(root: Path, settings: dict) -> TrainData:
     return TrainData(images[fit], labels[fit], images[valid], labels[valid], classes)
 
 
-def run_meta(settings: dict, data: TrainData, mean: Sequence[float],
-             std: Sequence[float]) -> dict:
-    """What every checkpoint of the run carries, so that evaluate needs nothing else."""
-    depth = int(settings["model"].strip().lower().removeprefix("resnet"))
-    return {"model": settings["model"], "depth": depth, "width": settings["width"],
-            "classes": data.classes, "mean": list(mean), "std": list(std), "settings": settings,
-            "config": {"model": settings["model"], "width": settings["width"],
-                       "num_classes": len(data.classes)}}
-
-
 def plain_args(args: argparse.Namespace) -> dict:
     """The parsed command line as plain data (paths as strings), for the checkpoint's meta."""
     return {key: str(value) if isinstance(value, Path) else value
@@ -205,147 +169,6 @@ def check_resumed_data(out: Path, meta: dict, data: TrainData) -> None:
     if data.classes != meta["classes"]:
         raise InputError(f"the run in {out} was trained on the classes {meta['classes']}, but "
                          f"--data has {data.classes}: give the run's data, or another --out.")
-
-
-def make_sampler(dataset: TensorDataset, seed: int) -> Sampler:
-    """The order of the training images: reshuffled each epoch from seed + epoch (set_epoch).
-
-    One process reads all of them; under DistributedDataParallel each process reads its own
-    share (num_replicas, rank).
-    """
-    return DistributedSampler(dataset, num_replicas=world_size(), rank=rank(), shuffle=True,
-                              seed=seed)
-
-
-def make_loader(data: TrainData, batch_size: int, seed: int) -> DataLoader:
-    """Batches of uint8 fit images and labels in the sampler's order (a short last one dropped).
-
-    `batch_size` is the batch of one step over all processes: each takes its share of it.
-    """
-    if batch_size % world_size():
-        raise InputError(f"--batch-size {batch_size} is the batch of one step over all "
-                         f"{world_size()} processes: give a multiple of {world_size()}.")
-    dataset = TensorDataset(data.fit_images, data.fit_labels)
-    return DataLoader(dataset, batch_size=batch_size // world_size(),
-                      sampler=make_sampler(dataset, seed), drop_last=True)
-
-
-def build_model(settings: dict, num_classes: int) -> nn.Module:
-    """The ResNet the settings name, with one output per class."""
-    return resnet_by_name(settings["model"], settings["width"], num_classes)
-
-
-def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model as training calls it: on the device, in a DDP wrapper under --distributed."""
-    model = model.to(device)
-    return wrap_ddp(model, device) if is_distributed() else model
-
-
-def make_optimizer(model: nn.Module, settings: dict) -> torch.optim.Optimizer:
-    """The recipe's SGD (Nesterov momentum, no weight decay on biases and BatchNorm)."""
-    return nesterov_sgd(model, settings["lr"], settings["momentum"], settings["weight_decay"])
-
-
-def augment_batch(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-                  device: torch.device) -> torch.Tensor:
-    """A training batch: uint8 images to the device, flipped and cropped, then normalised."""
-    return normalize_images(random_flip_crop(images.to(device, non_blocking=True)), mean, std)
-
-
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, meta: dict, epoch: int,
-                    device: torch.device, bars_off: Optional[bool]) -> dict:
-    """One pass over the loader, stepping the schedule each batch; its mean loss and accuracy."""
-    model.train()
-    loader.sampler.set_epoch(epoch)
-    total_loss = correct = torch.zeros((), device=device)
-    count = 0
-    for images, labels in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=bars_off):
-        x, y = augment_batch(images, meta["mean"], meta["std"], device), labels.to(device)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=meta["settings"]["label_smoothing"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total_loss = total_loss + loss.detach() * len(y)
-        correct = correct + (logits.argmax(dim=1) == y).sum()
-        count += len(y)
-    if is_distributed():  # the images of every process count
-        total_loss, correct = sum_over_ranks(total_loss), sum_over_ranks(correct)
-        count = int(sum_over_ranks(torch.tensor(count, device=device)))
-    return {"train_loss": (total_loss / count).item(), "train_acc": (correct / count).item()}
-
-
-def validate(model: nn.Module, data: TrainData, meta: dict, device: torch.device) -> dict:
-    """Loss, accuracy (and AUC for two classes) on the validation images."""
-    logits = predict_logits(unwrap(model), data.valid_images, meta["mean"], meta["std"],
-                            device)
-    metrics = classification_metrics(logits, data.valid_labels, data.classes)
-    names = {"loss": "valid_loss", "accuracy": "valid_acc", "auc": "valid_auc"}
-    return {column: metrics[name] for name, column in names.items() if name in metrics}
-
-
-def save_run_state(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, meta: dict,
-                   best: bool, writer: bool = True) -> None:
-    """Write best.pt (weights, when this epoch is the best), then last.pt (everything)."""
-    if not writer:
-        return
-    if best:
-        save_checkpoint(out / "best.pt", unwrap(model), meta)
-    save_checkpoint(out / "last.pt", unwrap(model), meta, optimizer, scheduler)
-
-
-def write_history(rows: list[dict], path: Path, writer: bool = True) -> None:
-    """Write the history, one row per epoch, as CSV (replacing the file at once)."""
-    if writer:
-        tmp = path.with_name(f".{path.name}.tmp")
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-        tmp.replace(path)
-
-
-def epoch_line(row: dict, epochs: int, best: bool) -> str:
-    """The log line of one epoch: its metrics, the learning rate it started with, its time."""
-    names = ["train_loss", "train_acc", "valid_loss", "valid_acc", "valid_auc"]
-    values = "  ".join(f"{name} {row[name]:.4f}" for name in names if name in row)
-    mark = "  (best)" if best else ""
-    return f"epoch {row['epoch']:>3}/{epochs}  {values}  lr {row['lr']:.4f}  " \
-           f"{row['seconds']:.1f} s{mark}"
-
-
-def is_better(row: dict, meta: dict) -> bool:
-    """True if this epoch's validation accuracy beats the best so far (the earlier wins ties)."""
-    return meta["best_valid_acc"] is None or row["valid_acc"] > meta["best_valid_acc"]
-
-
-def fit(model: nn.Module, loader: DataLoader, data: TrainData, optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler, meta: dict, args: argparse.Namespace,
-        device: torch.device, writer: bool = True) -> None:
-    """Train from the epoch after meta['epoch'] to args.epochs, saving the run after each."""
-    bars_off = True if args.no_progress else None  # tqdm's disable=None: bars on terminals only
-    for epoch in range(meta["epoch"] + 1, args.epochs + 1):
-        start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        row = {"epoch": epoch}
-        row |= train_one_epoch(model, loader, optimizer, scheduler, meta, epoch, device, bars_off)
-        row |= validate(model, data, meta, device)
-        row |= {"lr": lr, "seconds": time.perf_counter() - start}
-        best = is_better(row, meta)
-        meta["history"].append(row)
-        meta["epoch"] = epoch
-        if best:
-            meta["best_epoch"], meta["best_valid_acc"] = epoch, row["valid_acc"]
-        save_run_state(args.out, model, optimizer, scheduler, meta, best, writer)
-        write_history(meta["history"], args.out / "history.csv", writer)
-        say(epoch_line(row, args.epochs, best), writer)
-
-
-def apply_schedule(optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
-    """Set each learning rate to the schedule's value at its step (a longer run's, on resume)."""
-    for group, base_lr, factor in zip(optimizer.param_groups, scheduler.base_lrs,
-                                      scheduler.lr_lambdas):
-        group["lr"] = base_lr * factor(scheduler.last_epoch)
 
 
 def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, TrainData]:
@@ -366,25 +189,17 @@ def train(args: argparse.Namespace, writer: bool = True) -> int:
         say(f"{args.out} has already trained {saved['epoch']} epochs (--epochs {args.epochs}): "
             "nothing to do.", writer)
         return 0
-    seed_everything(settings["seed"])
-    model = wrap_model(build_model(settings, len(data.classes)), device)
-    optimizer = make_optimizer(model, settings)
-    loader = make_loader(data, settings["batch_size"], settings["seed"])
-    scheduler = warmup_cosine_schedule(optimizer, args.epochs * len(loader), settings["warmup"])
-    if saved:
-        meta = resume_checkpoint(args.out / "last.pt", unwrap(model), optimizer, scheduler)
-        apply_schedule(optimizer, scheduler)
-        say(f"resuming {args.out} after epoch {meta['epoch']}", writer)
-    else:
-        mean, std = channel_mean_std(data.fit_images)
-        meta = run_meta(settings, data, mean, std) | {"epoch": 0, "history": [],
-                                                      "best_epoch": None, "best_valid_acc": None}
-    meta["args"] = plain_args(args)  # the command line that wrote the checkpoints
+    parameters = count_parameters(resnet_by_name(settings["model"], settings["width"],
+                                                 len(data.classes)))
+    steps = len(data.fit_labels) // settings["batch_size"]
     say(f"{settings['model']} (width {settings['width']}, {len(data.classes)} classes, "
-        f"{count_parameters(model):,} parameters) on {len(data.fit_labels):,} images, "
+        f"{parameters:,} parameters) on {len(data.fit_labels):,} images, "
         f"validated on {len(data.valid_labels):,}; {args.epochs} "
-        f"epoch{'s' if args.epochs != 1 else ''} of {len(loader)} steps", writer)
-    fit(model, loader, data, optimizer, scheduler, meta, args, device, writer)
+        f"epoch{'s' if args.epochs != 1 else ''} of {steps} steps", writer)
+    bars_off = True if args.no_progress else None  # tqdm's disable=None: bars on terminals only
+    meta = train_run(settings, data, args.out, args.epochs, device,
+                     channel_mean_std(data.fit_images), resume=bool(saved), writer=writer,
+                     bars_off=bars_off, extra_meta={"args": plain_args(args)})
     say(f"best epoch {meta['best_epoch']}: valid_acc {meta['best_valid_acc']:.4f}; "
         f"{args.out}/best.pt, last.pt and history.csv written", writer)
     return 0

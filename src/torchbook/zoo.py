@@ -20,27 +20,31 @@ trained with `Cifar10Config`'s recipe, saved at `cifar10_checkpoint_path()`),
 """
 from __future__ import annotations
 
+import argparse
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from torchbook.checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from torchbook.data import cifar2_folder, cifar10_folder
-from torchbook.datasets import TensorBatches, load_image_folder_as_tensors, random_flip_crop
-from torchbook.device import get_device
+from torchbook.datasets import (CIFAR2_MEAN, CIFAR2_STD, TensorBatches,
+                                load_image_folder_as_tensors, random_flip_crop)
+from torchbook.device import CHOICES, get_device
+from torchbook.engine import TrainData, epoch_line, train_run
 from torchbook.models import resnet
 from torchbook.recipe import (RecipeConfig, build_model, evaluate, make_optimizer, model_on_device,
                               prepare_batch, smoothed_targets, uses_channels_last)
 from torchbook.settings import by_mode, cpu_threads, fast_mode, models_dir, seed_everything
-from torchbook.training import CheckpointCallback, Trainer, train_step, warmup_cosine_schedule
+from torchbook.training import Callback, CheckpointCallback, Trainer, warmup_cosine_schedule
 
 SPLIT_SEED = 0
 
@@ -101,9 +105,32 @@ def smoothed_bce(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) 
     return F.binary_cross_entropy_with_logits(logits, smoothed_targets(targets, smoothing))
 
 
+class EpochLines(Callback):
+    """Print the engine's progress line after every epoch of a Trainer (images/s, time left)."""
+
+    def __init__(self, images_per_epoch: int, best: CheckpointCallback):
+        self.images, self.best = images_per_epoch, best
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        """Print the epoch's line, marking the best epoch so far."""
+        done = [r["seconds"] for r in trainer.rows if r["epoch"] >= self.first]
+        left = sum(done) / len(done) * (trainer.last_epoch - row["epoch"])
+        line_row = row | {"images_per_s": self.images / row["seconds"]}
+        print(epoch_line(line_row, trainer.last_epoch, self.best.best_epoch == row["epoch"],
+                         left), flush=True)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Remember the first epoch of this fit (a resumed run's time left counts from it)."""
+        self.first = len(trainer.rows) + 1
+
+
 def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.device,
-                     progress: bool = False) -> tuple[nn.Module, Trainer, CheckpointCallback]:
-    """Chapter 3's run: the recipe under the Trainer on `fit`, best validation AUC restored."""
+                     progress: bool = False, run: Optional[Path] = None
+                     ) -> tuple[nn.Module, Trainer, CheckpointCallback]:
+    """Chapter 3's run: the recipe under the Trainer on `fit`, best validation AUC restored.
+
+    With `run`, a folder, every epoch is saved there and a broken run resumes from it.
+    """
     seed_everything(config.seed)
     model = model_on_device(config, device)
     normalize = partial(prepare_batch, device=device, channels_last=config.channels_last)
@@ -115,26 +142,76 @@ def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.devic
                                  batch_size=500, transform=normalize)
     optimizer = make_optimizer(model, config)
     scheduler = warmup_cosine_schedule(optimizer, config.epochs * len(train_loader), config.warmup_fraction)
-    best = CheckpointCallback(monitor="valid_auc", mode="max")
+    meta = {"settings": config.to_dict(), "planned_epochs": config.epochs}
+    best = (CheckpointCallback(monitor="valid_auc", mode="max") if run is None else
+            CheckpointCallback(run / "best.pt", monitor="valid_auc", mode="max",
+                               last_path=run / "last.pt", meta=meta))
+    lines = [EpochLines(len(train_loader) * config.batch_size, best)] if progress else []
     trainer = Trainer(model, partial(smoothed_bce, smoothing=config.label_smoothing), optimizer,
-                      device, scheduler, callbacks=[best], progress=progress)
+                      device, scheduler, callbacks=[best, *lines], progress=False)
+    done = 0
+    if run is not None and resumable(run, meta):
+        done = best.resume(trainer)
+        print(f"resuming {run} after epoch {done}")
     with cpu_threads(config.threads):
-        trainer.fit(train_loader, valid_loader, epochs=config.epochs)
+        trainer.fit(train_loader, valid_loader, epochs=config.epochs - done)
     best.restore_best(model)
     return model, trainer, best
 
 
-def train_cifar2_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
+def train_cifar2_model(path: Path, device: torch.device, progress: bool = True) -> nn.Module:
     """Train the book's cifar2 model as chapter 3 does, test it once with TTA, save it to `path`."""
     config, data = cifar2_recipe_config(), cifar2_data()
-    model, trainer, best = fit_cifar2_model(data, config, device, progress)
+    run = fresh_run_folder(path, {"settings": config.to_dict(), "planned_epochs": config.epochs})
+    model, trainer, best = fit_cifar2_model(data, config, device, progress, run)
     save_checkpoint(path, model, {
         "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
         "train_images": len(data.fit.labels), "best_epoch": best.best_epoch,
         "valid_metrics": evaluate(model, data.valid.images, data.valid.labels, device, tta=True),
         "test_metrics": evaluate(model, data.test.images, data.test.labels, device, tta=True),
         "history": trainer.history.to_dict(orient="list")})
+    shutil.rmtree(run)
     return model
+
+
+# --- the run folder a book model trains in: resumable after a kill, removed once it is saved ------
+
+def run_folder(path: Path) -> Path:
+    """Where the model saved at `path` trains: last.pt, best.pt, history.csv after each epoch."""
+    return path.with_name(f"{path.stem}.run")
+
+
+def resumable(run: Path, expected: dict) -> bool:
+    """True if `run` holds a last.pt whose meta has `expected`'s values (same settings, epochs)."""
+    try:
+        meta = read_checkpoint(run / "last.pt")["meta"]
+    except CheckpointError:
+        return False
+    return all(meta.get(key) == value for key, value in expected.items())
+
+
+def fresh_run_folder(path: Path, expected: dict) -> Path:
+    """The run folder of `path`, kept if it can be resumed with `expected`, else emptied."""
+    run = run_folder(path)
+    if not resumable(run, expected):
+        shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def saved_config(path: Path) -> Optional[dict]:
+    """The config saved with the model at `path`, or None if there is no usable file."""
+    try:
+        return read_checkpoint(path)["meta"].get("config")
+    except CheckpointError:
+        return None
+
+
+def stale_reason(path: Path, config: dict) -> Optional[str]:
+    """Why the file at `path` must be trained again although it loads (another config), or None."""
+    if path.exists() and saved_config(path) not in (None, config):
+        return f"{path} was trained with another recipe config. "
+    return None
 
 
 def load_or_train(path: Path, model: nn.Module, train: Callable[[], nn.Module], what: str,
@@ -163,12 +240,13 @@ def ready_for_inference(model: nn.Module, device: torch.device, channels_last: b
     return model.eval()
 
 
-def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = False) -> nn.Module:
+def load_or_train_cifar2_model(device: Optional[torch.device] = None, progress: bool = True) -> nn.Module:
     """The book's cifar2 model, eval mode, on `device`, no .grad: loaded if saved, else trained."""
     device = device or get_device()
     path, config = cifar2_checkpoint_path(), cifar2_recipe_config()
     model = load_or_train(path, build_model(config),
-                          lambda: train_cifar2_model(path, device, progress), "the cifar2 model")
+                          lambda: train_cifar2_model(path, device, progress), "the cifar2 model",
+                          stale_reason(path, config.to_dict()))
     return ready_for_inference(model, device, config.channels_last)
 
 
@@ -245,51 +323,6 @@ def build_cifar10_model(config: Cifar10Config) -> nn.Module:
     return resnet(config.depth, config.width, num_classes=10)
 
 
-def cpu_bf16_hardware() -> Optional[str]:
-    """The CPU's bfloat16 hardware that makes bf16 training fast: "AMX", "AVX512-BF16" or None."""
-    for name, check in (("AMX", "_is_amx_tile_supported"),
-                        ("AVX512-BF16", "_is_avx512_bf16_supported")):
-        if getattr(torch.cpu, check, lambda: False)():
-            return name
-    return None
-
-
-def bf16_autocast_enabled(config: Cifar10Config, device: torch.device) -> bool:
-    """Whether to train and predict under bfloat16 autocast on `device` ("auto": where fast)."""
-    if config.bfloat16 not in ("auto", "on", "off"):
-        raise ValueError(f"bfloat16 must be 'auto', 'on' or 'off', not {config.bfloat16!r}")
-    if config.bfloat16 != "auto":
-        return config.bfloat16 == "on"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_bf16_hardware() is not None
-
-
-def train_cifar10_epoch(model: nn.Module, data: Split, optimizer: torch.optim.Optimizer,
-                        scheduler: torch.optim.lr_scheduler.LRScheduler, config: Cifar10Config,
-                        device: torch.device, bf16: bool) -> dict[str, float]:
-    """One epoch of shuffled, augmented batches with cross-entropy on ten logits."""
-    model.train()
-    n, size = len(data.labels), config.batch_size
-    order = torch.randperm(n)
-    total_loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
-    for start in range(0, n - size + 1, size):  # the last incomplete batch is dropped
-        index = order[start:start + size]
-        x = augment_on_device(data.images[index], config, device)
-        y = data.labels[index].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total_loss += loss.detach().cpu() * size
-        correct += (logits.detach().argmax(1) == y).sum().cpu()
-    seen = (n // size) * size
-    return {"train_loss": total_loss.item() / seen, "train_acc": correct.item() / seen}
-
-
 @torch.no_grad()
 def predict_cifar10_proba(model: nn.Module, images: torch.Tensor,
                           device: Optional[torch.device] = None, tta: bool = True,
@@ -319,86 +352,88 @@ def cifar10_metrics(proba: torch.Tensor, labels: torch.Tensor) -> dict:
     return {"accuracy": hits.mean().item(), "loss": loss, "per_class_accuracy": per_class}
 
 
-def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.device,
-                      progress: bool = False) -> tuple[nn.Module, pd.DataFrame, int]:
-    """Train on `fit`, validate every epoch; return the best epoch's model, history and number."""
-    seed_everything(config.seed)
-    model = build_cifar10_model(config).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
-    steps = config.epochs * max(1, len(data.fit.labels) // config.batch_size)
-    scheduler = warmup_cosine_schedule(optimizer, steps, config.warmup_fraction)
-    bf16 = bf16_autocast_enabled(config, device)
-    rows, best_state, best_epoch = [], None, 0
-    with cpu_threads(config.threads):
-        bar = tqdm(range(1, config.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
-        for epoch in bar:
-            start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-            row = {"epoch": epoch, **train_cifar10_epoch(model, data.fit, optimizer, scheduler,
-                                                         config, device, bf16)}
-            valid = cifar10_metrics(predict_cifar10_proba(model, data.valid.images, device,
-                                                          tta=False, bf16=bf16), data.valid.labels)
-            row.update(valid_loss=valid["loss"], valid_acc=valid["accuracy"], lr=lr,
-                       seconds=time.perf_counter() - start)
-            rows.append(row)
-            bar.set_postfix(valid_acc=f"{row['valid_acc']:.3f}")
-            if best_state is None or row["valid_acc"] > rows[best_epoch - 1]["valid_acc"]:
-                best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return model, pd.DataFrame(rows), best_epoch
+def cifar10_settings(config: Cifar10Config) -> dict:
+    """The engine's run settings for the ten-class recipe."""
+    return {"model": f"resnet{config.depth}", "width": config.width,
+            "batch_size": config.batch_size, "lr": config.lr, "momentum": config.momentum,
+            "weight_decay": config.weight_decay, "warmup": config.warmup_fraction,
+            "label_smoothing": config.label_smoothing, "valid_fraction": 0.1,
+            "seed": config.seed, "bfloat16": config.bfloat16,
+            "channels_last": config.channels_last}
+
+
+def as_train_data(fit: Split, valid: Split, classes: list[str]) -> TrainData:
+    """The engine's view of a fit/valid split."""
+    return TrainData(fit.images, fit.labels, valid.images, valid.labels, classes)
 
 
 def cifar10_checkpoint_meta(model: nn.Module, data: Cifar10Data, config: Cifar10Config,
-                            history: pd.DataFrame, best_epoch: int, device: torch.device,
-                            train_seconds: float) -> dict:
+                            run: dict, device: torch.device) -> dict:
     """What is saved with the ten-class model; the test split is used here, once, with TTA."""
-    bf16 = bf16_autocast_enabled(config, device)
+    bf16 = run["bfloat16"]["enabled"]
 
     def metrics(split: Split) -> dict:
         proba = predict_cifar10_proba(model, split.images, device, tta=True, bf16=bf16)
         return cifar10_metrics(proba, split.labels)
 
+    history = pd.DataFrame(run["history"])
     return {"config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
-            "train_images": len(data.fit.labels), "best_epoch": best_epoch, "bfloat16": bf16,
-            "device": str(device), "train_seconds": round(train_seconds, 1),
+            "train_images": len(data.fit.labels), "best_epoch": run["best_epoch"],
+            "bfloat16": bf16, "bfloat16_choice": run["bfloat16"], "device": str(device),
+            "train_seconds": round(float(history["seconds"].sum()), 1),
             "valid_metrics": metrics(data.valid), "test_metrics": metrics(data.test),
             "history": history.to_dict(orient="list")}
 
 
-def train_cifar10_model(path: Path, device: torch.device, progress: bool = False) -> nn.Module:
+def train_with_engine(settings: dict, epochs: int, threads: Optional[int], data: TrainData,
+                      model: nn.Module, device: torch.device, run: Path,
+                      progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train `settings` with the engine in the folder `run`, resuming what is there; return
+    `model` with the best epoch's weights, on `device`, and the run's meta."""
+    expected = {"settings": settings, "planned_epochs": epochs}
+    resume = resumable(run, expected)
+    if not resume:
+        shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True, exist_ok=True)
+    with cpu_threads(threads):
+        meta = train_run(settings, data, run, epochs, device, (CIFAR2_MEAN, CIFAR2_STD),
+                         resume=resume, say=print if progress else lambda text: None,
+                         extra_meta={"planned_epochs": epochs})
+    load_checkpoint(run / "best.pt", model)
+    model = model.to(device)
+    if settings["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return model, meta
+
+
+def fit_cifar10_model(data: Cifar10Data, config: Cifar10Config, device: torch.device,
+                      run: Path, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train the ten-class recipe in the folder `run`: the best model and the run's meta."""
+    return train_with_engine(cifar10_settings(config), config.epochs, config.threads,
+                             as_train_data(data.fit, data.valid, data.classes),
+                             build_cifar10_model(config), device, run, progress)
+
+
+def train_cifar10_model(path: Path, device: torch.device, progress: bool = True) -> nn.Module:
     """Train the book's ten-class ResNet, test it once with TTA, save it and its meta to `path`."""
     config, data = cifar10_recipe_config(), cifar10_data()
-    start = time.perf_counter()
-    model, history, best_epoch = fit_cifar10_model(data, config, device, progress)
-    meta = cifar10_checkpoint_meta(model, data, config, history, best_epoch, device,
-                                   time.perf_counter() - start)
-    save_checkpoint(path, model, meta)
+    model, run = fit_cifar10_model(data, config, device, run_folder(path), progress)
+    save_checkpoint(path, model, cifar10_checkpoint_meta(model, data, config, run, device))
+    shutil.rmtree(run_folder(path))
     return model
 
 
-def saved_cifar10_config(path: Path) -> Optional[dict]:
-    """The config saved with the ten-class model at `path`, or None if there is no usable file."""
-    try:
-        return read_checkpoint(path)["meta"].get("config")
-    except CheckpointError:
-        return None
-
-
 def load_or_train_cifar10_model(device: Optional[torch.device] = None,
-                                progress: bool = False) -> nn.Module:
+                                progress: bool = True) -> nn.Module:
     """The book's ten-class ResNet in eval mode on `device`, no .grad: loaded if saved, else trained.
 
     A saved model trained with another recipe config is trained again, with a message.
     """
     device = device or get_device()
     path, config = cifar10_checkpoint_path(), cifar10_recipe_config()
-    other_config = path.exists() and saved_cifar10_config(path) not in (None, config.to_dict())
-    stale = f"{path} was trained with another recipe config. " if other_config else None
     model = load_or_train(path, build_cifar10_model(config),
                           lambda: train_cifar10_model(path, device, progress=progress),
-                          "the ten-class model", stale)
+                          "the ten-class model", stale_reason(path, config.to_dict()))
     return ready_for_inference(model, device, config.channels_last)
 
 
@@ -458,67 +493,138 @@ def cifar8_data() -> Cifar8Data:
                       classes=kept)
 
 
-@torch.no_grad()
-def class_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   device: torch.device, batch_size: int = 500) -> float:
-    """Share of uint8 images whose largest logit is their label's (a many-class model)."""
-    model.eval()
-    hits = 0
-    for start in range(0, len(labels), batch_size):
-        x = prepare_batch(images[start:start + batch_size], device)
-        hits += (model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum().item()
-    return hits / len(labels)
+def cifar8_settings(config: RecipeConfig) -> dict:
+    """The engine's run settings for the backbone: ResNet-8, width 16, the recipe's values."""
+    return {"model": "resnet8", "width": 16, "batch_size": config.batch_size, "lr": config.lr,
+            "momentum": config.momentum, "weight_decay": config.weight_decay,
+            "warmup": config.warmup_fraction, "label_smoothing": config.label_smoothing,
+            "valid_fraction": 0.1, "seed": config.seed, "bfloat16": "off",
+            "channels_last": config.channels_last}
 
 
-def fit_cifar8_backbone(data: Cifar8Data, config: RecipeConfig,
-                        device: torch.device) -> tuple[nn.Module, list[dict]]:
-    """Train the backbone with the recipe (augmentation, SGD, warm-up + cosine, smoothing)."""
-    seed_everything(config.seed)
-    model = cifar8_backbone_model().to(device).to(memory_format=torch.channels_last)
-    loader = TensorBatches(data.fit.images, data.fit.labels, config.batch_size, shuffle=True,
-                           drop_last=True, transform=partial(augment_on_device, config=config,
-                                                             device=device))
-    optimizer = make_optimizer(model, config)
-    scheduler = warmup_cosine_schedule(optimizer, config.epochs * len(loader),
-                                       config.warmup_fraction)
-    loss_fn = partial(F.cross_entropy, label_smoothing=config.label_smoothing)
-    history = []
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        for batch in loader:
-            train_step(model, batch, loss_fn, optimizer, device)
-            scheduler.step()
-        history.append({"epoch": epoch, "valid_accuracy": class_accuracy(
-            model, data.valid.images, data.valid.labels, device)})
-    return model, history
-
-
-def train_cifar8_backbone(path: Path, device: torch.device) -> nn.Module:
+def train_cifar8_backbone(path: Path, device: torch.device, progress: bool = True) -> nn.Module:
     """Train the eight-class backbone on its fit split, save it with its validation accuracy."""
     config, data = cifar8_backbone_config(), cifar8_data()
-    with cpu_threads(config.threads):
-        model, history = fit_cifar8_backbone(data, config, device)
+    model, run = train_with_engine(cifar8_settings(config), config.epochs, config.threads,
+                                   as_train_data(data.fit, data.valid, data.classes),
+                                   cifar8_backbone_model(), device, run_folder(path), progress)
+    history = [{"epoch": row["epoch"], "valid_accuracy": row["valid_acc"]}
+               for row in run["history"]]
     save_checkpoint(path, model, {
         "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
         "architecture": "resnet(depth=8, width=16, num_classes=8)",
         "train_images": len(data.fit.labels), "valid_images": len(data.valid.labels),
-        "valid_accuracy": history[-1]["valid_accuracy"], "history": history})
+        "best_epoch": run["best_epoch"], "valid_accuracy": run["best_valid_acc"],
+        "train_seconds": round(sum(row["seconds"] for row in run["history"]), 1),
+        "history": history})
+    shutil.rmtree(run_folder(path))
     return model
 
 
 def load_or_train_cifar8_backbone(device: Optional[torch.device] = None,
-                                  progress: bool = False) -> nn.Module:
-    """Chapter 10's eight-class ResNet-8, eval mode, on `device`, no .grad: loaded, else trained.
-
-    `progress` is accepted for symmetry with the other loaders; the few epochs print nothing.
-    """
+                                  progress: bool = True) -> nn.Module:
+    """Chapter 10's eight-class ResNet-8, eval mode, on `device`, no .grad: loaded, else trained."""
     device = device or get_device()
     path = cifar8_backbone_path()
     model = load_or_train(path, cifar8_backbone_model(),
-                          lambda: train_cifar8_backbone(path, device), "the eight-class backbone")
+                          lambda: train_cifar8_backbone(path, device, progress),
+                          "the eight-class backbone",
+                          stale_reason(path, cifar8_backbone_config().to_dict()))
     return ready_for_inference(model, device, channels_last=True)
 
 
 def cifar8_backbone_meta() -> dict:
     """The metadata saved with the eight-class backbone (load or train it first)."""
     return read_checkpoint(cifar8_backbone_path())["meta"]
+
+
+# --- make models: every model the chapters load, trained before they run ------------------------
+
+@dataclass
+class BookModel:
+    """One of the book's trained models: what it is, where it is saved, how it is made."""
+
+    chapter: str
+    what: str
+    path: Callable[[], Path]
+    config: Callable[[], dict]
+    load_or_train: Callable[..., nn.Module]
+
+
+BOOK_MODELS = {
+    "cifar2": BookModel("3", "the cifar2 recipe model (RecipeNet)", cifar2_checkpoint_path,
+                        lambda: cifar2_recipe_config().to_dict(), load_or_train_cifar2_model),
+    "cifar10": BookModel("8", "the ten-class ResNet", cifar10_checkpoint_path,
+                         lambda: cifar10_recipe_config().to_dict(), load_or_train_cifar10_model),
+    "cifar8": BookModel("10", "the eight-class backbone (ResNet-8)", cifar8_backbone_path,
+                        lambda: cifar8_backbone_config().to_dict(),
+                        load_or_train_cifar8_backbone),
+}
+
+
+def model_state(model: BookModel) -> str:
+    """'present', 'missing', 'resumable' (a run folder to continue) or 'stale' (another config)."""
+    path = model.path()
+    saved = saved_config(path)
+    if saved is not None:
+        return "present" if saved == model.config() else "stale"
+    return "resumable" if (run_folder(path) / "last.pt").is_file() else "missing"
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The command line of `python -m torchbook.zoo` (`make models`)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m torchbook.zoo",
+        description="Train every model the book's chapters load (skipping those saved with "
+                    "the current recipe); a stopped run resumes from its last complete epoch.")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help=f"which models (default: all): {', '.join(BOOK_MODELS)}")
+    parser.add_argument("--list", action="store_true", help="say what is saved, train nothing")
+    parser.add_argument("--device", choices=CHOICES,
+                        help="where to train (default: $BOOK_DEVICE, else auto)")
+    return parser.parse_args(argv)
+
+
+def build_models(names: Sequence[str], device: torch.device) -> None:
+    """Load or train each named model, printing what happens and how long it took."""
+    for name in names:
+        model = BOOK_MODELS[name]
+        state = model_state(model)
+        where = model.path().relative_to(model.path().parents[1])
+        if state == "present":
+            print(f"{name}: {where} is present and matches its recipe; skipped", flush=True)
+            continue
+        print(f"{name}: training {model.what} for chapter {model.chapter} ({state}) on "
+              f"{device.type}, {torch.get_num_threads()} threads", flush=True)
+        start = time.perf_counter()
+        model.load_or_train(device)
+        print(f"{name}: saved {where} after {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`make models`: 0 when every model is ready, 2 for bad input, 130 when interrupted."""
+    args = parse_args(argv)
+    unknown = [name for name in args.models if name not in BOOK_MODELS]
+    if unknown:
+        print(f"error: no book model {', '.join(unknown)}; choose from "
+              f"{', '.join(BOOK_MODELS)}.", file=sys.stderr)
+        return 2
+    names = args.models or list(BOOK_MODELS)
+    if args.list:
+        for name in names:
+            print(f"{name:8} {model_state(BOOK_MODELS[name]):9} {BOOK_MODELS[name].path()}")
+        return 0
+    try:
+        build_models(names, get_device(args.device))
+    except (CheckpointError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run `make models` again to continue from the last complete epoch.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
