@@ -192,11 +192,25 @@ def test_fast_book_from_executed_chapters_changes_only_the_execution(tmp_path: P
         build_book.stage_executed_sources(executed, ROOT / "_toc.yml", tmp_path / "src")
 
 
-def test_build_from_executed_chapters_needs_fast_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs of tools/run_chapters.py are fast-mode runs: a full-data book cannot use them."""
-    monkeypatch.delenv("BOOK_FAST", raising=False)
-    monkeypatch.setattr(build_book, "prepare_full_data", lambda: pytest.fail("must not prepare data"))
-    assert build_book.main(["--executed", "_build/executed/notebooks"]) == 2
+def test_book_build_trains_the_models_then_executes_the_chapters(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make book`: the models first (a failure stops the build there), then the chapters."""
+    calls = []
+    monkeypatch.setenv("BOOK_FAST", "1")
+    monkeypatch.setattr(build_book, "make_models", lambda: calls.append("models") or 3)
+    monkeypatch.setattr(build_book, "run_chapters",
+                        lambda *args: pytest.fail("no chapter may run after a failed make models"))
+    assert build_book.main(["--out", "_build/never"]) == 3 and calls == ["models"]
+    monkeypatch.setattr(build_book, "make_models", lambda: calls.append("models again") or 0)
+    monkeypatch.setattr(build_book, "run_chapters",
+                        lambda out, fast, chapters: calls.append(("chapters", fast, chapters)) or 1)
+    assert build_book.main(["--out", "_build/never"]) == 1
+    assert calls[-1] == ("chapters", True, [p.stem for p in CHAPTERS])
+
+
+def test_the_book_renders_streams_merged_by_the_runner_not_by_myst_nb() -> None:
+    """myst-nb's nb_merge_streams edited outputs in place and printed lines twice: it stays off."""
+    assert CONFIG["sphinx"]["config"]["nb_merge_streams"] is False
 
 
 # --- measured run times (torchbook.book.chapter_times) --------------------------------------

@@ -15,7 +15,7 @@ import torch
 
 import torchbook.device
 import torchbook.evaluate
-from torchbook import train
+from torchbook import engine, train
 from torchbook.checkpoints import read_checkpoint, save_checkpoint
 from torchbook.recipe import RecipeConfig, build_model
 
@@ -79,7 +79,7 @@ def test_validation_split_holds_out_a_tenth_of_train_and_never_reads_test(tmp_pa
     """180 of the sample's 200 training images are fitted, 20 validated; test/ is not needed."""
     data = tmp_path / "data"
     shutil.copytree(SAMPLE / "train", data / "train")
-    loaded = train.load_data(data, train.SETTINGS)
+    loaded = train.load_data(data, engine.SETTINGS)
     assert len(loaded.fit_labels) == 180 and len(loaded.valid_labels) == 20
     assert run_train(tmp_path / "run", "--epochs", "1", data=data) == 0
 
@@ -94,7 +94,7 @@ def test_resume_continues_from_the_saved_epoch(one_epoch: Path, tmp_path) -> Non
     assert read_checkpoint(run / "last.pt")["meta"]["epoch"] == 2
 
 
-def interrupt_after_first_epoch(row: dict, epochs: int, best: bool) -> str:
+def interrupt_after_first_epoch(row: dict, epochs: int, best: bool, seconds_left: float) -> str:
     """Stand-in for epoch_line: Ctrl-C once epoch 1 is saved."""
     raise KeyboardInterrupt
 
@@ -103,7 +103,7 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch)
     """A 2-epoch run stopped after epoch 1 and resumed ends with the same weights as one not
     stopped (same batches, augmentations and learning rates: the RNG states are restored)."""
     with monkeypatch.context() as patch:
-        patch.setattr(train, "epoch_line", interrupt_after_first_epoch)
+        patch.setattr(engine, "epoch_line", interrupt_after_first_epoch)
         assert run_train(tmp_path / "resumed", "--epochs", "2") == 130
     assert read_checkpoint(tmp_path / "resumed" / "last.pt")["meta"]["epoch"] == 1
     assert run_train(tmp_path / "resumed", "--epochs", "2", "--resume") == 0
@@ -111,9 +111,9 @@ def test_resumed_run_ends_where_an_uninterrupted_run_ends(tmp_path, monkeypatch)
     a = read_checkpoint(tmp_path / "resumed" / "last.pt")["state_dict"]
     b = read_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
     assert all(torch.equal(a[key], b[key]) for key in a)
+    timing = ["seconds", "images_per_s"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "resumed" / "history.csv").drop(
-        columns="seconds"), pd.read_csv(tmp_path / "straight" / "history.csv").drop(
-        columns="seconds"))
+        columns=timing), pd.read_csv(tmp_path / "straight" / "history.csv").drop(columns=timing))
 
 
 def test_resuming_a_finished_run_says_so(one_epoch: Path, capsys) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import torchbook.zoo as trained
+from torchbook import zoo
 from torchbook.checkpoints import read_checkpoint
 from torchbook.datasets import normalize_images, random_flip_crop
 from torchbook.recipe import RecipeConfig, RecipeNet
@@ -31,7 +31,7 @@ def test_cifar2_data_splits_the_sample_in_fast_mode(monkeypatch):
 
 def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "models_dir", lambda: tmp_path)
     model = load_or_train_cifar2_model(torch.device("cpu"))
     assert isinstance(model, RecipeNet) and not model.training
     path = tmp_path / "cifar2_recipe_fast.pt"
@@ -44,7 +44,7 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the saved model should have been loaded")
 
-    monkeypatch.setattr(trained, "train_cifar2_model", no_training)
+    monkeypatch.setattr(zoo, "train_cifar2_model", no_training)
     again = load_or_train_cifar2_model(torch.device("cpu"))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model(x), again(x))
@@ -52,9 +52,9 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
 
 def test_load_or_train_replaces_a_corrupt_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "models_dir", lambda: tmp_path)
     (tmp_path / "cifar2_recipe_fast.pt").write_bytes(b"garbage")
-    monkeypatch.setattr(trained, "cifar2_recipe_config",
+    monkeypatch.setattr(zoo, "cifar2_recipe_config",
                         lambda: RecipeConfig(epochs=1, batch_size=64, threads=1))
     model = load_or_train_cifar2_model(torch.device("cpu"))
     assert "Training the cifar2 model again" in capsys.readouterr().out
@@ -64,8 +64,8 @@ def test_load_or_train_replaces_a_corrupt_checkpoint(tmp_path, monkeypatch, caps
 def test_a_freshly_trained_model_comes_without_gradients(tmp_path, monkeypatch):
     """Training leaves the last step's .grad on the parameters; the model is handed back without."""
     monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
-    monkeypatch.setattr(trained, "cifar2_recipe_config",
+    monkeypatch.setattr(zoo, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "cifar2_recipe_config",
                         lambda: RecipeConfig(epochs=1, batch_size=64, threads=1))
     model = load_or_train_cifar2_model(torch.device("cpu"))
     assert (tmp_path / "cifar2_recipe_fast.pt").exists()  # it was trained here, not loaded
@@ -112,8 +112,8 @@ def test_cifar10_data_splits_the_sample_in_fast_mode(monkeypatch):
 
 def test_cifar10_model_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
-    monkeypatch.setattr(trained, "cifar10_recipe_config", lambda: TINY_CIFAR10)
+    monkeypatch.setattr(zoo, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "cifar10_recipe_config", lambda: TINY_CIFAR10)
     model = zoo.load_or_train_cifar10_model(torch.device("cpu"))
     assert isinstance(model, zoo.nn.Module) and not model.training
     assert all(p.grad is None for p in model.parameters())
@@ -128,7 +128,7 @@ def test_cifar10_model_trains_once_then_loads(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the saved model should have been loaded")
 
-    monkeypatch.setattr(trained, "train_cifar10_model", no_training)
+    monkeypatch.setattr(zoo, "train_cifar10_model", no_training)
     again = zoo.load_or_train_cifar10_model(torch.device("cpu"))
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(model(x), again(x))
@@ -136,11 +136,11 @@ def test_cifar10_model_trains_once_then_loads(tmp_path, monkeypatch):
 
 def test_cifar10_model_is_trained_again_for_another_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
-    monkeypatch.setattr(trained, "cifar10_recipe_config", lambda: TINY_CIFAR10)
+    monkeypatch.setattr(zoo, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "cifar10_recipe_config", lambda: TINY_CIFAR10)
     zoo.load_or_train_cifar10_model(torch.device("cpu"))
     other = zoo.Cifar10Config(epochs=1, batch_size=100, threads=1, lr=0.05)
-    monkeypatch.setattr(trained, "cifar10_recipe_config", lambda: other)
+    monkeypatch.setattr(zoo, "cifar10_recipe_config", lambda: other)
     zoo.load_or_train_cifar10_model(torch.device("cpu"))
     assert "Training the ten-class model again" in capsys.readouterr().out
     assert zoo.cifar10_model_meta()["config"]["lr"] == 0.05
@@ -151,29 +151,6 @@ def test_cifar10_checkpoint_path_depends_on_the_mode(monkeypatch):
     assert zoo.cifar10_checkpoint_path().name == "cifar10_resnet_fast.pt"
     monkeypatch.setenv("BOOK_FAST", "0")
     assert zoo.cifar10_checkpoint_path().name == "cifar10_resnet.pt"
-
-
-def test_bf16_autocast_follows_the_config():
-    cpu = torch.device("cpu")
-    assert zoo.bf16_autocast_enabled(zoo.Cifar10Config(bfloat16="on"), cpu)
-    assert not zoo.bf16_autocast_enabled(zoo.Cifar10Config(bfloat16="off"), cpu)
-    auto = zoo.bf16_autocast_enabled(zoo.Cifar10Config(), cpu)
-    assert auto == (zoo.cpu_bf16_hardware() is not None)
-    assert not zoo.bf16_autocast_enabled(zoo.Cifar10Config(), torch.device("meta"))
-    with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
-        zoo.bf16_autocast_enabled(zoo.Cifar10Config(bfloat16="yes"), cpu)
-
-
-def test_cpu_bf16_hardware_names_what_torch_reports(monkeypatch):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
-    assert zoo.cpu_bf16_hardware() is None
-    assert not zoo.bf16_autocast_enabled(zoo.Cifar10Config(), torch.device("cpu"))
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert zoo.cpu_bf16_hardware() == "AVX512-BF16"
-    assert zoo.bf16_autocast_enabled(zoo.Cifar10Config(), torch.device("cpu"))
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert zoo.cpu_bf16_hardware() == "AMX"
 
 
 def test_predict_cifar10_proba_sums_to_one_and_tta_sees_the_mirror_image():
@@ -214,7 +191,7 @@ def test_without_classes_names_an_unknown_class():
 def test_cifar8_backbone_never_sees_an_airplane_or_automobile(tmp_path, monkeypatch):
     """Fast mode: eight classes without cifar2's, trained once, saved, then loaded as is."""
     monkeypatch.setenv("BOOK_FAST", "1")
-    monkeypatch.setattr(trained, "models_dir", lambda: tmp_path)
+    monkeypatch.setattr(zoo, "models_dir", lambda: tmp_path)
     data = zoo.cifar8_data()
     assert data.classes == ["bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert (len(data.fit.labels), len(data.valid.labels)) == (720, 80)
@@ -246,3 +223,118 @@ def test_load_or_train_loads_a_saved_file_and_trains_without_one(tmp_path, capsy
     assert zoo.load_or_train(tmp_path / "m.pt", nn.Linear(2, 1), lambda: marker, "a model",
                                  stale="old config. more") is marker
     assert "Training a model again: old config." in capsys.readouterr().out
+
+
+# --- make models (python -m torchbook.zoo) -----------------------------------------------------
+
+def zoo_env(data_dir) -> dict:
+    """Fast mode, a data folder of its own (the committed sample linked in), one thread."""
+    import os
+    from pathlib import Path
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    (data_dir / "sample").symlink_to(sample)
+    return {**os.environ, "BOOK_FAST": "1", "BOOK_DATA_DIR": str(data_dir),
+            "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def make_models(env: dict, *names: str):
+    """Run `python -m torchbook.zoo NAMES` to the end; the finished process."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "torchbook.zoo", *names], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_make_models_killed_mid_run_resumes_and_ends_with_an_unbroken_runs_weights(tmp_path):
+    """SIGKILL once an epoch is saved; the rerun continues after the last complete epoch and
+    saves the same weights as a run that was never stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = zoo_env(tmp_path / "killed")
+    run = tmp_path / "killed" / "models" / "cifar8_backbone_fast.run"
+    process = subprocess.Popen([sys.executable, "-m", "torchbook.zoo", "cifar8"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / "history.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved_epoch = read_checkpoint(run / "last.pt")["meta"]["epoch"]
+    assert 1 <= saved_epoch < 4, "the kill should land before the last of the 4 epochs"
+    assert not (tmp_path / "killed" / "models" / "cifar8_backbone_fast.pt").exists()
+
+    resumed = make_models(env, "cifar8")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"after epoch {saved_epoch}" in resumed.stdout
+    epochs = [line.split()[1] for line in resumed.stdout.splitlines()
+              if line.startswith("epoch ")]
+    assert epochs == [f"{k}/4" for k in range(saved_epoch + 1, 5)]
+    assert not run.exists()  # the run folder goes once the model is saved
+
+    straight = make_models(zoo_env(tmp_path / "straight"), "cifar8")
+    assert straight.returncode == 0, straight.stderr
+    a = read_checkpoint(tmp_path / "killed" / "models" / "cifar8_backbone_fast.pt")
+    b = read_checkpoint(tmp_path / "straight" / "models" / "cifar8_backbone_fast.pt")
+    assert all(torch.equal(a["state_dict"][key], b["state_dict"][key]) for key in a["state_dict"])
+    assert a["meta"]["history"] == b["meta"]["history"]
+
+
+def test_make_models_skips_a_model_saved_with_its_recipe_and_lists_the_states(tmp_path):
+    env = zoo_env(tmp_path / "data")
+    first = make_models(env, "cifar8")
+    assert first.returncode == 0 and "training the eight-class backbone" in first.stdout
+    path = tmp_path / "data" / "models" / "cifar8_backbone_fast.pt"
+    stamp = path.stat().st_mtime_ns
+    again = make_models(env, "cifar8")
+    assert again.returncode == 0 and "is present and matches its recipe; skipped" in again.stdout
+    assert path.stat().st_mtime_ns == stamp
+    listed = make_models(env, "--list").stdout.split("\n")
+    assert [line.split()[:2] for line in listed if line] == [
+        ["cifar2", "missing"], ["cifar10", "missing"], ["cifar8", "present"]]
+
+
+def test_make_models_refuses_an_unknown_model_with_exit_2(tmp_path):
+    result = make_models(zoo_env(tmp_path / "data"), "cifar3")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "error: no book model cifar3; choose from cifar2, cifar10, cifar8.\n"
+
+
+class StopAfter(zoo.Callback):
+    """Ctrl-C once `epoch` is saved (the checkpoint callback runs first)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, row: dict) -> None:
+        if row["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_the_cifar2_run_resumes_exactly_from_its_run_folder(tmp_path, monkeypatch):
+    """Chapter 3's Trainer run, stopped after epoch 5 and resumed, equals an unbroken run."""
+    monkeypatch.setenv("BOOK_FAST", "1")
+    config = RecipeConfig(epochs=8, batch_size=32, lr=0.05, threads=1)
+    data, cpu = cifar2_data(), torch.device("cpu")
+    original = zoo.Trainer.__init__
+
+    def with_stop(self, *args, callbacks=(), **kwargs):
+        original(self, *args, callbacks=[*callbacks, StopAfter(5)], **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zoo.Trainer, "__init__", with_stop)
+        with pytest.raises(KeyboardInterrupt):
+            zoo.fit_cifar2_model(data, config, cpu, run=tmp_path / "stopped")
+    assert read_checkpoint(tmp_path / "stopped" / "last.pt")["meta"]["epoch"] == 5
+    resumed, trainer, _ = zoo.fit_cifar2_model(data, config, cpu, run=tmp_path / "stopped")
+    straight, straight_trainer, _ = zoo.fit_cifar2_model(data, config, cpu)
+    assert list(trainer.history["epoch"]) == list(range(1, 9))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(),
+                                                 straight.state_dict().values()))
+    pd_columns = ["train_loss", "valid_loss", "valid_auc"]
+    assert trainer.history[pd_columns].equals(straight_trainer.history[pd_columns])
