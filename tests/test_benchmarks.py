@@ -154,10 +154,10 @@ def test_committed_cifar10_race_has_the_shape_and_meets_the_bar():
 def test_cifar10_candidates_record_validation_only_and_replace_a_rerun(tmp_path, capsys,
                                                                       monkeypatch):
     """One entry per setting, with its validation history; the test images are never predicted."""
-    from torchbook import zoo
+    from torchbook import engine
 
-    candidates, predicted, predict = load_script("cifar10_candidates"), [], zoo.predict_cifar10_proba
-    monkeypatch.setattr(trained, "predict_cifar10_proba", lambda model, images, *args, **kwargs:
+    candidates, predicted, predict = load_script("cifar10_candidates"), [], engine.predict_logits
+    monkeypatch.setattr(engine, "predict_logits", lambda model, images, *args, **kwargs:
                         predicted.append(len(images)) or predict(model, images, *args, **kwargs))
     out = tmp_path / "candidates.json"
     args = ["--data", str(SAMPLE10), "--json", str(out), "--device", "cpu", "--epochs", "1"]

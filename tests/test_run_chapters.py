@@ -7,6 +7,9 @@ import nbformat
 import pytest
 
 from executed import executed_notebook, run_chapters
+from scripts import import_script
+
+nbtool = import_script("tools", "nbtool")
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -117,7 +120,7 @@ def test_the_chapters_that_must_run_alone_run_after_the_others(monkeypatch) -> N
     """Chapter 11 starts process groups and times them: nothing else runs beside it."""
     running, order = [], []
 
-    def fake_run(run: dict, timeout: float) -> dict:
+    def fake_run(run: dict, timeout: float, *options) -> dict:
         running.append(run["stem"])
         order.append((run["stem"], list(running)))
         running.remove(run["stem"])
@@ -129,3 +132,66 @@ def test_the_chapters_that_must_run_alone_run_after_the_others(monkeypatch) -> N
     run_chapters.run_all(runs, jobs=2, timeout=1)
     assert order[-1] == ("11_distributed_training", ["11_distributed_training"])
     assert "11_distributed_training" in run_chapters.RUN_ALONE
+
+
+# --- what the runner stores: merged streams, cell times ------------------------------------------
+
+def stream(name: str, text: str) -> nbformat.NotebookNode:
+    """A stream output."""
+    return nbformat.v4.new_output("stream", name=name, text=text)
+
+
+def test_merge_streams_keeps_each_line_once_in_order_and_is_idempotent() -> None:
+    """The cause of lines printed twice in the book: merging twice in place. Ours is pure."""
+    figure = nbformat.v4.new_output("display_data", data={"text/plain": "<Figure>"})
+    outputs = [stream("stdout", "resumed after epoch 4\n"), figure,
+               stream("stderr", "a warning\n"), stream("stdout", "trained epochs 5 to 8\n")]
+    merged = nbtool.merge_streams(outputs)
+    assert [o.get("name", o["output_type"]) for o in merged] == ["stdout", "display_data",
+                                                                 "stderr"]
+    assert merged[0]["text"] == "resumed after epoch 4\ntrained epochs 5 to 8\n"
+    assert outputs[0]["text"] == "resumed after epoch 4\n"  # the input is left as it was
+    assert nbtool.merge_streams(merged) == merged
+
+
+def test_every_executed_chapter_prints_each_line_of_a_cell_once() -> None:
+    """One stdout output per cell at most, and no cell whose last lines repeat."""
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9]*.ipynb")):
+        for index, cell in enumerate(executed_notebook("notebooks", path.stem).cells):
+            streams = [o for o in cell.get("outputs", []) if o["output_type"] == "stream"]
+            names = [o["name"] for o in streams]
+            assert len(names) == len(set(names)), f"{path.stem} cell {index}: {names}"
+
+
+def timed_cell(source: str, start: str, end: str) -> nbformat.NotebookNode:
+    """A code cell with nbclient's execution timestamps."""
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["execution"] = {"iopub.execute_input": start, "shell.execute_reply": end}
+    return cell
+
+
+def test_slow_cells_names_each_cell_over_the_limit(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        timed_cell("quick = 1", "2026-12-07T10:00:00.000000Z", "2026-12-07T10:00:01.500000Z"),
+        timed_cell("model = load_or_train()\n", "2026-12-07T10:00:02Z", "2026-12-07T10:02:12Z"),
+        timed_cell("\nplot()", "2026-12-07T10:02:12Z", "2026-12-07T10:04:13Z")])
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(nb, path)
+    assert run_chapters.cell_seconds(nb) == [(1, 1.5, "quick = 1"),
+                                             (2, 130.0, "model = load_or_train()"),
+                                             (3, 121.0, "plot()")]
+    assert run_chapters.slow_cells(path, 120) == [
+        {"cell": 2, "seconds": 130.0, "source": "model = load_or_train()"},
+        {"cell": 3, "seconds": 121.0, "source": "plot()"}]
+    assert run_chapters.slow_cells(path, 200) == []
+
+
+def test_the_runner_warns_about_a_slow_cell(tmp_path: Path, capsys) -> None:
+    result = {"kind": "notebooks", "stem": "08_x", "seconds": 251.0, "ok": True, "error": None,
+              "slow_cells": [{"cell": 34, "seconds": 130.0, "source": "model = load()"}]}
+    run_chapters.report_result(result, 120)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["notebooks", "08_x", "251.0", "s", "ok"]
+    assert out[1] == ("    WARNING: cell 34 ran 130 s, over the 120 s a cell may take with "
+                      "the models saved: 'model = load()'")

@@ -70,10 +70,11 @@ def test_two_processes_write_one_run(two_processes: tuple[Path, str]) -> None:
 
 
 def test_train_counts_every_process_images(two_processes: tuple[Path, str]) -> None:
-    """train_acc is over all 160 images of an epoch: a multiple of 1/160, not of 1/80."""
-    accuracies = pd.read_csv(two_processes[0] / "history.csv")["train_acc"]
-    assert all(abs(acc * 160 - round(acc * 160)) < 1e-3 for acc in accuracies)
-    assert any(abs(acc * 80 - round(acc * 80)) > 1e-3 for acc in accuracies)
+    """train_acc and the speed count all 160 images of an epoch, not one process's 80."""
+    history = pd.read_csv(two_processes[0] / "history.csv")
+    assert all(abs(acc * 160 - round(acc * 160)) < 1e-3 for acc in history["train_acc"])
+    images = history["images_per_s"] * history["seconds"]
+    assert all(abs(n - 160) < 1e-6 for n in images), images
 
 
 def test_a_rank_other_than_0_writes_and_prints_nothing(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -352,8 +352,8 @@ def train_run(settings: dict, data: TrainData, out: Path, epochs: int, device: t
     else:
         meta = new_run_meta(settings, data, *mean_std) | (extra_meta or {})
         meta["bfloat16"] = bfloat16_choice(settings, data, meta, device)
-    if writer:
-        say(bfloat16_line(meta["bfloat16"]))
+    if writer and meta["bfloat16"] != {"enabled": False, "how": "asked (off)"}:
+        say(bfloat16_line(meta["bfloat16"]))  # said when bfloat16 was asked for or timed
     fit(model, batches, data, optimizer, scheduler, meta, out, epochs, device, writer,
         bars_off, say)
     return meta

@@ -45,7 +45,7 @@ from torchbook.datasets import channel_mean_std
 from torchbook.device import CHOICES
 from torchbook.distributed import (NotLaunchedByTorchrun, cleanup, init_from_torchrun,
                                    is_distributed, is_main_process, process_device,
-                                   restarted_by_torchrun)
+                                   restarted_by_torchrun, world_size)
 from torchbook.engine import BFLOAT16_CHOICES, SETTINGS, TrainData, train_run
 from torchbook.evaluate import InputError, check_run_checkpoint, load_folder, pick_device
 from torchbook.models import count_parameters, resnet_by_name
@@ -171,10 +171,18 @@ def check_resumed_data(out: Path, meta: dict, data: TrainData) -> None:
                          f"--data has {data.classes}: give the run's data, or another --out.")
 
 
+def check_batch_split(batch_size: int) -> None:
+    """InputError unless the batch of a step splits evenly over the processes."""
+    if batch_size % world_size():
+        raise InputError(f"--batch-size {batch_size} is the batch of one step over all "
+                         f"{world_size()} processes: give a multiple of {world_size()}.")
+
+
 def prepare_run(args: argparse.Namespace) -> tuple[dict, dict, TrainData]:
     """The run's settings, saved meta (empty for a new run) and data, all checked."""
     saved = read_run(args.out / "last.pt") if args.resume else {}
     settings = resumed_settings(args, saved) if args.resume else new_run_settings(args)
+    check_batch_split(settings["batch_size"])
     data = load_data(args.data, settings)
     if args.resume:
         check_resumed_data(args.out, saved, data)

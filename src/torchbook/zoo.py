@@ -162,7 +162,8 @@ def fit_cifar2_model(data: Cifar2Data, config: RecipeConfig, device: torch.devic
 def train_cifar2_model(path: Path, device: torch.device, progress: bool = True) -> nn.Module:
     """Train the book's cifar2 model as chapter 3 does, test it once with TTA, save it to `path`."""
     config, data = cifar2_recipe_config(), cifar2_data()
-    run = fresh_run_folder(path, {"settings": config.to_dict(), "planned_epochs": config.epochs})
+    run = run_folder(path)
+    prepare_run_folder(run, {"settings": config.to_dict(), "planned_epochs": config.epochs})
     model, trainer, best = fit_cifar2_model(data, config, device, progress, run)
     save_checkpoint(path, model, {
         "config": config.to_dict(), "classes": data.classes, "fast_mode": fast_mode(),
@@ -190,13 +191,13 @@ def resumable(run: Path, expected: dict) -> bool:
     return all(meta.get(key) == value for key, value in expected.items())
 
 
-def fresh_run_folder(path: Path, expected: dict) -> Path:
-    """The run folder of `path`, kept if it can be resumed with `expected`, else emptied."""
-    run = run_folder(path)
-    if not resumable(run, expected):
+def prepare_run_folder(run: Path, expected: dict) -> bool:
+    """Keep `run` if it can be resumed with `expected` (True), else empty it (False)."""
+    resume = resumable(run, expected)
+    if not resume:
         shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True, exist_ok=True)
-    return run
+    return resume
 
 
 def saved_config(path: Path) -> Optional[dict]:
@@ -390,11 +391,7 @@ def train_with_engine(settings: dict, epochs: int, threads: Optional[int], data:
                       progress: bool = True) -> tuple[nn.Module, dict]:
     """Train `settings` with the engine in the folder `run`, resuming what is there; return
     `model` with the best epoch's weights, on `device`, and the run's meta."""
-    expected = {"settings": settings, "planned_epochs": epochs}
-    resume = resumable(run, expected)
-    if not resume:
-        shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True, exist_ok=True)
+    resume = prepare_run_folder(run, {"settings": settings, "planned_epochs": epochs})
     with cpu_threads(threads):
         meta = train_run(settings, data, run, epochs, device, (CIFAR2_MEAN, CIFAR2_STD),
                          resume=resume, say=print if progress else lambda text: None,
