@@ -302,3 +302,24 @@ def test_bug_report_template_asks_for_what_a_report_needs() -> None:
     assert {"CPU", "GPU (CUDA)", "Apple GPU (MPS)"} <= set(fields["device"]["attributes"]["options"])
     assert "versions_line()" in fields["versions"]["attributes"]["description"]
     assert all(fields[k]["validations"]["required"] for k in ("where", "versions", "chapter", "happened"))
+
+
+def test_the_build_report_names_the_machine_the_steps_models_and_slow_cells(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make book` records: each step's seconds, each model's, each chapter's, the CPU."""
+    runs = tmp_path / "executed"
+    runs.mkdir()
+    slow = [{"cell": 34, "seconds": 130.0, "source": "model = load()"}]
+    (runs / "report.json").write_text(json.dumps({"runs": {"notebooks": {
+        "08_x": {"seconds": 251.0, "ok": True, "slow_cells": slow}}, "student": {}}}))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setattr(build_book, "model_report", lambda: {"cifar10": {"train_seconds": 562.1}})
+    report = build_book.write_build_report(tmp_path / "report.json", False,
+                                           {"models": 600.0, "chapters": 300.0, "book": 60.0},
+                                           runs, (0.5, 0.5, 0.5))
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert report["seconds"] == 960.0 and report["environment"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert report["cpu_model"] and report["chapters"] == {"08_x": {"seconds": 251.0,
+                                                                   "slow_cells": slow}}
+    assert report["models"] == {"cifar10": {"train_seconds": 562.1}}
+    assert report["load_average"]["start"] == [0.5, 0.5, 0.5]

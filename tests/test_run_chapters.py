@@ -136,7 +136,7 @@ def test_the_chapters_that_must_run_alone_run_after_the_others(monkeypatch) -> N
 
 # --- what the runner stores: merged streams, cell times ------------------------------------------
 
-def stream(name: str, text: str) -> nbformat.NotebookNode:
+def stream_output(name: str, text: str) -> nbformat.NotebookNode:
     """A stream output."""
     return nbformat.v4.new_output("stream", name=name, text=text)
 
@@ -144,8 +144,8 @@ def stream(name: str, text: str) -> nbformat.NotebookNode:
 def test_merge_streams_keeps_each_line_once_in_order_and_is_idempotent() -> None:
     """The cause of lines printed twice in the book: merging twice in place. Ours is pure."""
     figure = nbformat.v4.new_output("display_data", data={"text/plain": "<Figure>"})
-    outputs = [stream("stdout", "resumed after epoch 4\n"), figure,
-               stream("stderr", "a warning\n"), stream("stdout", "trained epochs 5 to 8\n")]
+    outputs = [stream_output("stdout", "resumed after epoch 4\n"), figure,
+               stream_output("stderr", "a warning\n"), stream_output("stdout", "trained epochs 5 to 8\n")]
     merged = nbtool.merge_streams(outputs)
     assert [o.get("name", o["output_type"]) for o in merged] == ["stdout", "display_data",
                                                                  "stderr"]

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import nbformat
 import yaml
@@ -258,6 +259,54 @@ def stage_executed_sources(executed: Path, toc: Path, stage: Path) -> Path:
     return stage / "_config.yml"
 
 
+def model_report() -> dict:
+    """Each book model's training seconds and bfloat16 choice, from what was saved with it."""
+    from torchbook.checkpoints import CheckpointError, read_checkpoint
+    from torchbook.zoo import BOOK_MODELS, training_seconds
+
+    report = {}
+    for name, model in BOOK_MODELS.items():
+        try:
+            meta = read_checkpoint(model.path())["meta"]
+        except CheckpointError:
+            continue
+        report[name] = {"train_seconds": training_seconds(meta),
+                        "epochs": meta["config"]["epochs"],
+                        "bfloat16": meta.get("bfloat16_choice", {"enabled": False})}
+    return report
+
+
+def chapter_report(executed: Path) -> dict:
+    """Each chapter's seconds and its cells over the limit, from tools/run_chapters.py's report."""
+    runs = json.loads((executed / "report.json").read_text())["runs"]["notebooks"]
+    return {stem: {"seconds": run["seconds"], "slow_cells": run.get("slow_cells", [])}
+            for stem, run in runs.items()}
+
+
+def write_build_report(path: Path, fast: bool, steps: dict, executed: Optional[Path],
+                       load_start: tuple) -> dict:
+    """Write what the build took, step by step, on which machine: models, chapters, book."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import cpu_model, load_average_span, write_json_atomically
+
+    report = {"date": dt.datetime.now().isoformat(timespec="seconds"), "fast": fast,
+              "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+              "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+              "environment": {key: os.environ[key] for key in KNOBS if key in os.environ},
+              "seconds": round(sum(steps.values()), 1),
+              "steps": {k: round(v, 1) for k, v in steps.items()},
+              "load_average": load_average_span(load_start), "models": model_report(),
+              "chapters": chapter_report(executed) if executed else {}}
+    write_json_atomically(path, report)
+    return report
+
+
+# Settings that make a machine slower or faster, recorded with every build report.
+KNOBS = ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BOOK_DEVICE", "BOOK_JOBS")
+
+
 def make_models() -> int:
     """Train (or resume, or skip) every model the chapters load: `make models`."""
     print("make models: the book's trained models (python -m torchbook.zoo)", flush=True)
@@ -275,6 +324,15 @@ def run_chapters(out: Path, fast: bool, chapters: list[str]) -> int:
     cmd = [sys.executable, str(ROOT / "tools" / "run_chapters.py"), "--no-student", "--jobs",
            os.environ.get("BOOK_JOBS", "1"), "--timeout", "7200", "--out", str(out), *chapters]
     return subprocess.call(cmd + ([] if fast else ["--full"]), cwd=ROOT)
+
+
+def timed(steps: dict, name: str, step: Callable[[], int]) -> int:
+    """Run one step of the build; add its seconds to `steps[name]`; return its exit code."""
+    start = time.perf_counter()
+    try:
+        return step()
+    finally:
+        steps[name] = steps.get(name, 0.0) + time.perf_counter() - start
 
 
 def run_jupyter_book(out: Path, toc: Path, source: Path = ROOT) -> int:
@@ -303,9 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executed", type=Path, default=None,
                         help="folder of chapters executed already (tools/run_chapters.py): "
                              "build from them without executing again")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="also write the build report (OUT/build_report.json) here")
     args = parser.parse_args(argv)
     out = (ROOT / args.out).resolve()
-    started = time.perf_counter()
+    started, load_start, steps = time.perf_counter(), os.getloadavg(), {}
 
     problems = toc_mismatch() if args.toc.resolve() == ROOT / "_toc.yml" else []
     if problems:
@@ -314,15 +374,18 @@ def main(argv: list[str] | None = None) -> int:
 
     fast, reason = choose_data(args.fast or fast_mode())
     os.environ["BOOK_FAST"] = "1" if fast else "0"
-    executed = args.executed
+    executed, runs = args.executed, None
+    steps["data"] = time.perf_counter() - started
     if executed is None:
-        executed = ROOT / "_build" / f"executed-{out.name}"
-        code = make_models() or run_chapters(executed, fast, toc_chapters(args.toc.resolve()))
+        runs = ROOT / "_build" / f"executed-{out.name}"
+        code = timed(steps, "models", make_models)
+        code = code or timed(steps, "chapters", lambda: run_chapters(
+            runs, fast, toc_chapters(args.toc.resolve())))
         if code != 0:
             print(f"\nBOOK BUILD FAILED after {time.perf_counter() - started:.0f} s (see above).",
                   file=sys.stderr)
             return code
-        executed = executed / "notebooks"
+        executed = runs / "notebooks"
     write_generated(fast, reason, executed_before=args.executed is not None)
     toc = args.toc.resolve()
     source = ROOT / "_build" / f".src-{out.name}"
@@ -331,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
-    code = run_jupyter_book(out, source / "_toc.yml", source)
+    code = timed(steps, "book", lambda: run_jupyter_book(out, source / "_toc.yml", source))
     seconds = time.perf_counter() - started
     if code != 0:
         print(f"\nBOOK BUILD FAILED after {seconds:.0f} s (warnings count as errors; see above).",
@@ -339,7 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     mode = "FAST mode (sample)" if fast else "full data"
     (out / "build_seconds.json").write_text(json.dumps({"seconds": round(seconds, 1), "fast": fast}))
-    print(f"\nBook built on {mode} in {seconds:.0f} s: {out.relative_to(ROOT)}/index.html")
+    steps["other"] = seconds - sum(steps.values())
+    for path in [out / "build_report.json"] + ([args.report] if args.report else []):
+        report = write_build_report(path, fast, steps, runs, load_start)
+    print(f"\nBook built on {mode} in {seconds:.0f} s: {out.relative_to(ROOT)}/index.html "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in report['steps'].items())})")
     if fast and not (args.fast or fast_mode()):
         print(loud_banner(reason))
     return 0

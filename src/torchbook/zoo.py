@@ -200,6 +200,15 @@ def prepare_run_folder(run: Path, expected: dict) -> bool:
     return resume
 
 
+def training_seconds(meta: dict) -> Optional[float]:
+    """How long a saved book model trained: its `train_seconds`, else its history's sum."""
+    if "train_seconds" in meta:
+        return meta["train_seconds"]
+    seconds = meta.get("history", {}).get("seconds") if isinstance(meta.get("history"), dict) \
+        else None
+    return round(sum(seconds), 1) if seconds else None
+
+
 def saved_config(path: Path) -> Optional[dict]:
     """The config saved with the model at `path`, or None if there is no usable file."""
     try:
