@@ -9,7 +9,7 @@ import torch
 
 from torchbook.recipe import (RecipeConfig, RecipeNet, build_model, evaluate, make_optimizer,
                               make_scheduler, predict_proba, prepare_batch, race_summary,
-                              recipe_step, smoothed_targets, train_recipe, uses_channels_last)
+                              smoothed_targets, train_recipe, uses_channels_last)
 from torchbook.training import warmup_cosine_schedule
 
 TINY = dict(widths=(8, 16, 16), threads=1)
@@ -80,17 +80,6 @@ def test_train_recipe_follows_the_warmup_cosine_schedule():
     total = 4 * 4
     expected = [0.1 * 0.5 * (1 + math.cos(math.pi * (step - 4) / (total - 4))) for step in (4, 8, 12, 16)]
     assert history.lr.tolist() == pytest.approx(expected, abs=1e-9)
-
-
-def test_recipe_step_returns_tensors_and_updates_the_weights():
-    config = RecipeConfig(batch_size=8, **TINY)
-    model = build_model(config)
-    before = [p.detach().clone() for p in model.parameters()]
-    images, labels = synthetic_images(8)
-    loss, hits = recipe_step(model, make_optimizer(model, config), images, labels, config, torch.device("cpu"))
-    assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and not loss.requires_grad
-    assert isinstance(hits, torch.Tensor) and 0 <= hits.item() <= 8
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_recipe_learns_a_tiny_synthetic_problem():

@@ -15,12 +15,13 @@ What makes it fast and accurate on a laptop CPU, each idea measured in benchmark
 
 Public API: `RecipeConfig`, `build_model`, `train_recipe`, `predict_proba`, `evaluate`; the pieces
 chapter 3 assembles with its `Trainer`: `model_on_device`, `prepare_batch`, `smoothed_targets`,
-`make_optimizer`, `make_scheduler`, `recipe_step`; `race_summary` words the committed race result.
+`make_optimizer`, `make_scheduler`; `train_recipe` trains with chapter 3's `train_epoch`; `race_summary` words the committed race result.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Optional, Sequence
 
 import pandas as pd
@@ -28,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchbook.datasets import normalize_images, random_flip_crop
+from torchbook.datasets import TensorBatches, normalize_images, random_flip_crop
 from torchbook.evaluation import accuracy_from_logits, roc_auc
 from torchbook.settings import cpu_threads
-from torchbook.training import warmup_cosine_schedule
+from torchbook.training import train_epoch, warmup_cosine_schedule
 
 
 @dataclass
@@ -141,22 +142,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: RecipeConfig,
     return warmup_cosine_schedule(optimizer, total_steps, config.warmup_fraction)
 
 
-def recipe_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                labels: torch.Tensor, config: RecipeConfig, device: torch.device,
-                generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimisation step on a uint8 batch; return its loss and number of correct answers (tensors)."""
-    if config.augment:
-        images = random_flip_crop(images, config.padding, generator=generator)
-    x = prepare_batch(images, device, config.channels_last)
-    y = labels.to(device)
-    logits = model(x)
-    loss = F.binary_cross_entropy_with_logits(logits, smoothed_targets(y, config.label_smoothing))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach(), ((logits.detach().view(-1) > 0).long() == y).sum()
-
-
 def train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor,
                  config: Optional[RecipeConfig] = None, device: Optional[torch.device] = None,
                  progress: bool = False) -> tuple[RecipeNet, pd.DataFrame]:
@@ -166,17 +151,32 @@ def train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor,
         return _train_recipe(train_images, train_labels, config, torch.device(device or "cpu"), progress)
 
 
+def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """BCE with logits against 0/1 labels pulled towards 1/2 by `smoothing`."""
+    return F.binary_cross_entropy_with_logits(logits, smoothed_targets(labels, smoothing))
+
+
+def recipe_batch(images: torch.Tensor, config: RecipeConfig, device: torch.device,
+                 generator: Optional[torch.Generator]) -> torch.Tensor:
+    """A training batch: flipped and cropped (if the config augments), normalised on `device`."""
+    if config.augment:
+        images = random_flip_crop(images, config.padding, generator=generator)
+    return prepare_batch(images, device, config.channels_last)
+
+
 def _train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor, config: RecipeConfig,
                   device: torch.device, progress: bool) -> tuple[RecipeNet, pd.DataFrame]:
-    """The training loop of `train_recipe` (which sets the thread count around it)."""
+    """`train_recipe`'s run: chapter 3's `train_epoch` over seeded, augmented batches."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     model = model_on_device(config, device)
     optimizer = make_optimizer(model, config)
-    n = len(train_labels)
-    steps_per_epoch = n // config.batch_size if n >= config.batch_size else 1
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = make_scheduler(optimizer, config, total_steps)
+    batches = TensorBatches(train_images, train_labels, min(config.batch_size, len(train_labels)),
+                            shuffle=True, drop_last=True, generator=generator,
+                            transform=partial(recipe_batch, config=config, device=device,
+                                              generator=generator))
+    scheduler = make_scheduler(optimizer, config, len(batches) * config.epochs)
+    loss_fn = partial(smoothed_bce, smoothing=config.label_smoothing)
     epochs = range(config.epochs)
     if progress:
         from tqdm.auto import tqdm
@@ -184,20 +184,9 @@ def _train_recipe(train_images: torch.Tensor, train_labels: torch.Tensor, config
     rows = []
     for epoch in epochs:
         start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        for step in range(steps_per_epoch):
-            index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            loss, hits = recipe_step(model, optimizer, train_images[index], train_labels[index],
-                                     config, device, generator)
-            if scheduler is not None:
-                scheduler.step()
-            total_loss += loss * len(index)
-            correct += hits
-            seen += len(index)
-        rows.append({"epoch": epoch + 1, "train_loss": total_loss.item() / seen,
-                     "train_accuracy": correct.item() / seen,
+        metrics = train_epoch(model, batches, loss_fn, optimizer, device, scheduler)
+        rows.append({"epoch": epoch + 1, "train_loss": metrics["train_loss"],
+                     "train_accuracy": metrics["train_acc"],
                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - start})
     return model, pd.DataFrame(rows)
 

@@ -1,7 +1,15 @@
-"""The book's trained models: loaded when a chapter saved them, else trained the same way and saved.
+"""The book's trained models (the zoo): `make models` trains them, every chapter loads them.
 
-`torchbook.checkpoints` is generic checkpoint I/O; this module sits above it and knows the book's
-data and recipe, so that every chapter from 4 on runs alone, in any order, on Colab too.
+    python -m torchbook.zoo [cifar2 cifar10 cifar8] [--list]     # make models
+
+trains each model the chapters load, before they run, skipping a model saved with its current
+recipe. While a model trains, every epoch is saved in a run folder beside it (`NAME.run/`:
+`last.pt`, `best.pt`, `history.csv`), so that a stopped or killed run continues from its last
+complete epoch; the folder goes once the model is saved. Each epoch prints one line: its metrics,
+images per second and the time left. A chapter run alone (Colab, a reader's Jupyter) loads the
+model, or trains it through the same code with the same lines. The ten-class model and the
+backbone are trained by the book's engine (`torchbook.engine`, chapter 7's command line); the
+cifar2 model by chapter 3's `Trainer`, exactly as chapter 3 trains it in front of the reader.
 
 - `cifar2_data()`: chapter 3's cifar2 tensors, split into `fit` (9,000 training images; 160 in fast
   mode), `valid` (the seeded 1,000 held out; 40 in fast mode) and `test`.
@@ -42,7 +50,7 @@ from torchbook.device import CHOICES, get_device
 from torchbook.engine import TrainData, epoch_line, train_run
 from torchbook.models import resnet
 from torchbook.recipe import (RecipeConfig, build_model, evaluate, make_optimizer, model_on_device,
-                              prepare_batch, smoothed_targets, uses_channels_last)
+                              prepare_batch, smoothed_bce, uses_channels_last)
 from torchbook.settings import by_mode, cpu_threads, fast_mode, models_dir, seed_everything
 from torchbook.training import Callback, CheckpointCallback, Trainer, warmup_cosine_schedule
 
@@ -98,11 +106,6 @@ def augment_on_device(images: torch.Tensor, config: RecipeConfig,
     """A recipe training batch: copy the uint8 images to `device`, flip, crop, normalise there."""
     images = images.to(device, non_blocking=True)
     return prepare_batch(random_flip_crop(images, config.padding), device, config.channels_last)
-
-
-def smoothed_bce(logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """BCE with logits against 0/1 targets pulled towards 1/2 by `smoothing`."""
-    return F.binary_cross_entropy_with_logits(logits, smoothed_targets(targets, smoothing))
 
 
 class EpochLines(Callback):
