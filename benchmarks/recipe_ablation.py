@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,8 +37,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
 from torchbook.datasets import load_image_folder_as_tensors
-from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, train_recipe,
-                              recipe_step)
+from torchbook.recipe import (RecipeConfig, evaluate, make_optimizer, model_on_device, recipe_batch,
+                              smoothed_bce, train_recipe)
+from torchbook.training import train_step
 from torchbook.zoo import validation_split
 
 from common import REPO, cpu_model, load_average_span, write_json_atomically
@@ -84,13 +86,15 @@ def speed_runner(config: RecipeConfig, extra: str, images: torch.Tensor,
         model = torch.compile(model)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(0)
+    loss_fn = partial(smoothed_bce, smoothing=config.label_smoothing)
 
     def run(steps: int) -> float:
         with variant_context(extra):
             start = time.perf_counter()
             for _ in range(steps):
                 index = torch.randint(0, len(labels), (config.batch_size,), generator=generator)
-                recipe_step(model, optimizer, images[index], labels[index], config, device, generator)
+                x = recipe_batch(images[index], config, device, generator)
+                train_step(model, (x, labels[index]), loss_fn, optimizer, device)
             return time.perf_counter() - start
 
     run(3)  # warm-up (and compilation for torch.compile)
